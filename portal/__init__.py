@@ -1,0 +1,78 @@
+"""The 备案短信核验 portal: `create_app` builds it from the environment."""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
+from redis import Redis
+from rq import Queue
+from werkzeug.exceptions import HTTPException
+
+from portal import api, cli, devsms, settings
+from portal.extensions import csrf, db, migrate
+from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN
+from portal.sms import backend_from_config
+from provinces import pages, rollout
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE_NAME = "default"
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """The app, configured from `os.environ` overlaid with `env` (tests pass theirs here)."""
+    app = Flask(
+        __name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance")
+    )
+    app.config.update(settings.from_env({**os.environ, **(env or {})}, app.instance_path))
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+    app.extensions["sms"] = backend_from_config(app.config)
+    if app.config["REDIS_URL"]:
+        redis = Redis.from_url(app.config["REDIS_URL"])
+        app.extensions["rq_queue"] = Queue(QUEUE_NAME, connection=redis)
+
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
+    for row in rollout.rows():
+        app.register_blueprint(
+            pages.bp,
+            name=f"province_{row.slug}",
+            url_prefix=f"/{row.slug}",
+            url_defaults={"province": row.slug},
+        )
+    if not app.config["PRODUCTION"]:
+        app.register_blueprint(devsms.bp)
+    app.register_error_handler(HTTPException, _error_page)
+    cli.register(app)
+    return app
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _error_page(error: HTTPException):
+    if request.path.startswith("/api/"):
+        return api.problem_response(
+            api.ApiProblem(error.code or 500, error.name.lower().replace(" ", "_"), error.name)
+        )
+    if isinstance(error, CSRFError):
+        message = "页面已过期，请刷新页面后重新提交。"
+    elif error.code == 404:
+        message = PROVINCE_NOT_OPEN if error.description == PROVINCE_NOT_OPEN else PAGE_NOT_FOUND
+    else:
+        message = error.name
+    return render_template("errors/page.html", message=message), error.code

@@ -1,0 +1,105 @@
+"""The access-provider API (SPEC §6): JSON in, JSON or problem+json out."""
+
+import json
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, g, request
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from portal import jobs
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.filings import IntakeError, describe, find_by_reference, submit
+from portal.models import Filing
+from portal.openapi import document
+from portal.providers import authenticate
+from portal.schemas import FieldError, FilingIn, Problem
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+class ApiProblem(Exception):
+    def __init__(self, status: int, code: str, title: str, detail=None, errors=()):
+        super().__init__(title)
+        self.problem = Problem(
+            status=status, code=code, title=title, detail=detail, errors=list(errors)
+        )
+
+
+@bp.errorhandler(ApiProblem)
+def problem_response(error: ApiProblem) -> Response:
+    return _json(
+        error.problem.model_dump(mode="json"), error.problem.status, "application/problem+json"
+    )
+
+
+@bp.before_request
+def require_api_key():
+    if request.endpoint == "api.openapi":
+        return
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    provider = authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
+    if provider is None:
+        raise ApiProblem(
+            401, "unauthorized", "A valid API key is required (Authorization: Bearer …)"
+        )
+    g.provider = provider
+
+
+@bp.post("/filings")
+def create_filing() -> Response:
+    data = _parse(FilingIn)
+    try:
+        filing, created = submit(g.provider, data, utcnow())
+        jobs.commit()
+    except IntakeError as error:
+        db.session.rollback()
+        raise ApiProblem(
+            422,
+            error.code,
+            "The filing cannot be accepted",
+            error.detail,
+            [FieldError(field=error.field, message=error.detail)],
+        ) from error
+    except IntegrityError:
+        db.session.rollback()
+        filing, created = find_by_reference(g.provider.id, data.reference), False
+        if filing is None:
+            raise
+    return _json(describe(filing).model_dump(mode="json"), 201 if created else 200)
+
+
+@bp.get("/filings/<filing_id>")
+def get_filing(filing_id: str) -> Response:
+    filing = db.session.scalar(
+        sa.select(Filing).where(Filing.id == filing_id, Filing.provider_id == g.provider.id)
+    )
+    if filing is None:
+        raise ApiProblem(404, "not_found", "No such filing")
+    return _json(describe(filing).model_dump(mode="json"))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return _json(document())
+
+
+def _parse(schema):
+    if not request.is_json:
+        raise ApiProblem(415, "unsupported_media_type", "Send the body as application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiProblem(400, "malformed_json", "The body is not valid JSON")
+    try:
+        return schema.model_validate(body)
+    except ValidationError as error:
+        errors = [
+            FieldError(field=".".join(map(str, item["loc"])) or "(body)", message=item["msg"])
+            for item in error.errors(include_url=False, include_input=False)
+        ]
+        raise ApiProblem(422, "invalid_fields", "Some fields are invalid", errors=errors) from error
+
+
+def _json(payload: dict, status: int = 200, mimetype: str = "application/json") -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False), status=status, mimetype=mimetype)

@@ -1,0 +1,57 @@
+"""Demo data for the embedded default: a provider and a few filings whose codes go to `/dev/sms`."""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from portal import jobs, providers
+from portal.extensions import db
+from portal.filings import submit
+from portal.models import Filing, Provider
+from portal.schemas import FilingIn
+
+DEMO_PROVIDER = "演示接入商"
+
+
+def _principal(name: str, phone: str, id_number: str) -> dict:
+    return {"name": name, "phone": phone, "id_type": "resident_id", "id_number": id_number}
+
+
+ZHANG = _principal("张三", "13900000001", "120101199001011239")
+LI = _principal("李四", "13900000002", "11010519491231002X")
+WANG = _principal("王五", "13900000003", "620102197812120012")
+
+FILINGS = [
+    {
+        "province": "tianjin",
+        "type": "new_filing",
+        "reference": "DEMO-TJ-1",
+        "entity": {"name": "天津示例科技有限公司", "principal": ZHANG},
+        "websites": [{"domain": "shili.example.cn", "name": "示例网", "principal": LI}],
+    },
+    {
+        "province": "tianjin",
+        "type": "new_website",
+        "reference": "DEMO-TJ-2",
+        "websites": [{"domain": "blog.example.cn", "name": "示例博客", "principal": ZHANG}],
+    },
+    {
+        "province": "gansu",
+        "type": "change_filing",
+        "change_scope": "entity",
+        "reference": "DEMO-GS-1",
+        "entity": {"name": "甘肃示例文化传媒有限公司", "principal": WANG},
+    },
+]
+
+
+def load(now: datetime) -> tuple[str, list[Filing]]:
+    """Idempotent: run again, it rotates the demo key and adds no filing twice."""
+    provider = db.session.scalar(sa.select(Provider).where(Provider.name == DEMO_PROVIDER))
+    if provider is None:
+        provider, api_key = providers.create(DEMO_PROVIDER, None, now)
+    else:
+        api_key = providers.rotate_key(provider)
+    filings = [submit(provider, FilingIn.model_validate(body), now)[0] for body in FILINGS]
+    jobs.commit()
+    return api_key, filings

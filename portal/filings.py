@@ -1,0 +1,257 @@
+"""Filings from access providers: which phones are checked, intake, and status changes."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from portal import jobs, keys
+from portal.clock import iso_shanghai
+from portal.extensions import db
+from portal.models import (
+    Event,
+    Filing,
+    FilingStatus,
+    FilingType,
+    FilingTypeRule,
+    MessageKind,
+    Provider,
+    Province,
+    Record,
+    SmsMessage,
+    Verification,
+    VerificationStatus,
+)
+from portal.personal_data import id_last6_digest, mask_id, mask_phone
+from portal.schemas import FilingIn, FilingOut, Principal, VerificationOut
+
+# The parts of a filing whose principals are checked, by type (SPEC §3).
+CHECKED_PARTS = {
+    FilingType.NEW_FILING: ("entity", "websites"),
+    FilingType.NEW_WEBSITE: ("websites",),
+    FilingType.NEW_ACCESS: ("websites",),
+    FilingType.CANCEL_FILING: ("entity",),
+    FilingType.CANCEL_WEBSITE: ("websites",),
+    FilingType.CANCEL_ACCESS: ("websites",),
+}
+CHANGE_SCOPE_PARTS = {
+    "entity": ("entity",),
+    "website": ("websites",),
+    "both": ("entity", "websites"),
+}
+
+
+class IntakeError(Exception):
+    """A submission refused: the field it concerns, a stable code and a readable detail."""
+
+    def __init__(self, field: str, code: str, detail: str):
+        super().__init__(detail)
+        self.field, self.code, self.detail = field, code, detail
+
+
+@dataclass(frozen=True)
+class Person:
+    """One distinct phone of a filing: the roles it holds and the ID number behind it."""
+
+    phone: str
+    id_number: str
+    roles: tuple[str, ...]
+
+
+def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, bool]:
+    """Take a filing in; returns it and whether it is new (a known reference returns the old one)."""
+    existing = find_by_reference(provider.id, data.reference)
+    if existing is not None:
+        return existing, False
+    province = db.session.get(Province, data.province)
+    if province is None:
+        raise IntakeError("province", "unknown_province", f"no province {data.province!r}")
+    people = people_to_check(data)
+    if data.type == FilingType.NEW_ACCESS:
+        _check_against_records(data)
+    filing = Filing(
+        provider_id=provider.id,
+        reference=data.reference,
+        province_slug=province.slug,
+        type=data.type,
+        change_scope=data.change_scope,
+        content=_stored_content(data),
+        created_at=now,
+        status=FilingStatus.UNDER_REVIEW,
+    )
+    db.session.add(filing)
+    if people and province.is_live(now) and _type_is_checked(data.type):
+        filing.status = FilingStatus.PENDING_VERIFICATION
+        _issue_codes(filing, people, now)
+    db.session.flush()
+    return filing, True
+
+
+def find_by_reference(provider_id: int, reference: str) -> Filing | None:
+    return db.session.scalar(
+        sa.select(Filing).where(Filing.provider_id == provider_id, Filing.reference == reference)
+    )
+
+
+def people_to_check(data: FilingIn) -> list[Person]:
+    """One person per distinct phone; principals sharing a phone must share the ID number."""
+    people: dict[str, Person] = {}
+    for field, role, principal in _checked_principals(data):
+        known = people.get(principal.phone)
+        if known is None:
+            people[principal.phone] = Person(principal.phone, principal.id_number, (role,))
+        elif known.id_number != principal.id_number:
+            raise IntakeError(
+                f"{field}.id_number",
+                "shared_phone_id_mismatch",
+                f"phone {mask_phone(principal.phone)} is given for two different ID numbers",
+            )
+        else:
+            people[principal.phone] = Person(known.phone, known.id_number, (*known.roles, role))
+    return list(people.values())
+
+
+def _checked_principals(data: FilingIn) -> list[tuple[str, str, Principal]]:
+    if data.type == FilingType.CHANGE_FILING:
+        if data.change_scope is None:
+            raise IntakeError("change_scope", "required", "change_filing needs change_scope")
+        parts = CHANGE_SCOPE_PARTS[data.change_scope]
+    elif data.change_scope is not None:
+        raise IntakeError("change_scope", "not_allowed", "change_scope is for change_filing only")
+    else:
+        parts = CHECKED_PARTS[data.type]
+    found = []
+    if "entity" in parts:
+        if data.entity is None:
+            raise IntakeError("entity", "required", f"{data.type} needs the entity")
+        found.append(("entity.principal", "entity", data.entity.principal))
+    if "websites" in parts:
+        if not data.websites:
+            raise IntakeError("websites", "required", f"{data.type} needs at least one website")
+        for index, site in enumerate(data.websites):
+            found.append((f"websites.{index}.principal", f"website:{site.domain}", site.principal))
+    return found
+
+
+def _check_against_records(data: FilingIn) -> None:
+    domains = [site.domain for site in data.websites]
+    on_record = dict(
+        db.session.execute(
+            sa.select(Record.domain, Record.principal_phone).where(Record.domain.in_(domains))
+        ).all()
+    )
+    for index, site in enumerate(data.websites):
+        recorded = on_record.get(site.domain)
+        if recorded is not None and recorded != site.principal.phone:
+            raise IntakeError(
+                f"websites.{index}.principal.phone",
+                "phone_differs_from_record",
+                f"{site.domain} is on record with another principal phone: change it at the "
+                "original provider first, or cancel the filing and submit it as new_website",
+            )
+
+
+def _type_is_checked(filing_type: str) -> bool:
+    return bool(
+        db.session.scalar(
+            sa.select(FilingTypeRule.verification_required).where(
+                FilingTypeRule.type == filing_type
+            )
+        )
+    )
+
+
+def _issue_codes(filing: Filing, people: list[Person], now: datetime) -> None:
+    taken: set[str] = set()
+    for person in people:
+        code = _unused_code(filing.province_slug, taken)
+        taken.add(keys.digest("code", code))
+        verification = Verification(
+            filing=filing,
+            province_slug=filing.province_slug,
+            phone=person.phone,
+            roles=list(person.roles),
+            code_digest=keys.digest("code", code),
+            code_sealed=keys.seal(code),
+            id_digest=id_last6_digest(person.id_number[-6:]),
+            id_masked=mask_id(person.id_number),
+        )
+        db.session.add(verification)
+        message = SmsMessage(verification=verification, kind=MessageKind.INITIAL, created_at=now)
+        db.session.add(message)
+        jobs.deliver_after_commit(message)
+
+
+def _unused_code(province_slug: str, taken: set[str]) -> str:
+    """A random code no live verification of the province holds (the unique index backs this up)."""
+    while True:
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        code_digest = keys.digest("code", code)
+        if code_digest in taken:
+            continue
+        clash = db.session.scalar(
+            sa.select(Verification.id).where(
+                Verification.province_slug == province_slug,
+                Verification.code_digest == code_digest,
+                Verification.status == VerificationStatus.PENDING,
+            )
+        )
+        if clash is None:
+            return code
+
+
+def _stored_content(data: FilingIn) -> dict:
+    """The filing as submitted, with each ID number kept only in masked form."""
+
+    def principal(p: Principal) -> dict:
+        return {
+            "name": p.name,
+            "phone": p.phone,
+            "id_type": p.id_type,
+            "id_masked": mask_id(p.id_number),
+        }
+
+    content: dict = {"websites": []}
+    if data.entity:
+        content["entity"] = {
+            "name": data.entity.name,
+            "principal": principal(data.entity.principal),
+        }
+    for site in data.websites:
+        content["websites"].append(
+            {"domain": site.domain, "name": site.name, "principal": principal(site.principal)}
+        )
+    return content
+
+
+def change_status(filing: Filing, status: FilingStatus, now: datetime, reason: str | None = None):
+    """Move a (locked) filing to a new status and record the event in the same transaction."""
+    filing.status = status
+    filing.return_reason = reason
+    db.session.add(
+        Event(
+            filing_id=filing.id,
+            provider_id=filing.provider_id,
+            type="filing.status_changed",
+            occurred_at=now,
+            payload=describe(filing).model_dump(mode="json"),
+        )
+    )
+
+
+def describe(filing: Filing) -> FilingOut:
+    return FilingOut(
+        id=filing.id,
+        reference=filing.reference,
+        province=filing.province_slug,
+        type=filing.type,
+        status=filing.status,
+        return_reason=filing.return_reason,
+        created_at=iso_shanghai(filing.created_at),
+        deadline=iso_shanghai(filing.deadline),
+        verifications=[
+            VerificationOut(phone=mask_phone(v.phone), roles=v.roles, status=v.status)
+            for v in filing.verifications
+        ],
+    )

@@ -1,0 +1,222 @@
+"""The data: provinces and their rollout, providers, filings, verifications, messages, events."""
+
+import enum
+import uuid
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.clock import shanghai_date
+from portal.extensions import db
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in Python, stored as naive UTC on every backend."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; times are aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class FilingType(enum.StrEnum):
+    NEW_FILING = "new_filing"
+    NEW_WEBSITE = "new_website"
+    NEW_ACCESS = "new_access"
+    CHANGE_FILING = "change_filing"
+    CANCEL_FILING = "cancel_filing"
+    CANCEL_WEBSITE = "cancel_website"
+    CANCEL_ACCESS = "cancel_access"
+
+
+class FilingStatus(enum.StrEnum):
+    PENDING_VERIFICATION = "pending_verification"
+    UNDER_REVIEW = "under_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RETURNED = "returned"
+
+
+class ReturnReason(enum.StrEnum):
+    EXPIRED = "expired"
+    VERIFICATION_FAILED = "verification_failed"
+
+
+class VerificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class MessageKind(enum.StrEnum):
+    INITIAL = "initial"
+    RESEND = "resend"
+    NOON_RESEND = "noon_resend"
+
+
+class MessageStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Province(db.Model):
+    __tablename__ = "provinces"
+
+    slug: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(16))
+    abbreviation: Mapped[str] = mapped_column(sa.String(4))
+    authority: Mapped[str] = mapped_column(sa.String(32))
+    batch: Mapped[int | None]
+    live_from: Mapped[date | None]
+    code_validity_hours: Mapped[int] = mapped_column(default=24, server_default="24")
+    resend_limit: Mapped[int] = mapped_column(default=2, server_default="2")
+
+    def is_live(self, now: datetime) -> bool:
+        return self.live_from is not None and self.live_from <= shanghai_date(now)
+
+
+class FilingTypeRule(db.Model):
+    """Whether a filing type's principals are checked by SMS: data, so it can be switched on."""
+
+    __tablename__ = "filing_type_rules"
+
+    type: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    verification_required: Mapped[bool]
+
+
+class Provider(db.Model):
+    __tablename__ = "providers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    api_key_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    webhook_secret: Mapped[str] = mapped_column(sa.String(128))
+    callback_url: Mapped[str | None] = mapped_column(sa.String(2048))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Filing(db.Model):
+    __tablename__ = "filings"
+    __table_args__ = (
+        sa.UniqueConstraint("provider_id", "reference"),
+        sa.Index("ix_filings_status_deadline", "status", "deadline"),
+        sa.Index("ix_filings_province_created", "province_slug", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
+    provider_id: Mapped[int] = mapped_column(sa.ForeignKey("providers.id"))
+    reference: Mapped[str] = mapped_column(sa.String(64))
+    province_slug: Mapped[str] = mapped_column(sa.ForeignKey("provinces.slug"))
+    type: Mapped[str] = mapped_column(sa.String(32))
+    change_scope: Mapped[str | None] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(32))
+    return_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    content: Mapped[dict] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    province: Mapped[Province] = relationship()
+    verifications: Mapped[list["Verification"]] = relationship(
+        back_populates="filing", order_by="Verification.id"
+    )
+
+
+class Verification(db.Model):
+    """One code sent to one distinct phone of a filing."""
+
+    __tablename__ = "verifications"
+    __table_args__ = (
+        sa.Index("ix_verifications_lookup", "province_slug", "phone", "code_digest"),
+        sa.Index(
+            "uq_verifications_live_code",
+            "province_slug",
+            "code_digest",
+            unique=True,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filing_id: Mapped[str] = mapped_column(sa.ForeignKey("filings.id"), index=True)
+    province_slug: Mapped[str] = mapped_column(sa.ForeignKey("provinces.slug"))
+    phone: Mapped[str] = mapped_column(sa.String(11))
+    roles: Mapped[list[str]] = mapped_column(sa.JSON)
+    code_digest: Mapped[str] = mapped_column(sa.String(64))
+    code_sealed: Mapped[str] = mapped_column(sa.String(256))
+    id_digest: Mapped[str] = mapped_column(sa.String(64))
+    id_masked: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(16), default=VerificationStatus.PENDING)
+    wrong_id_count: Mapped[int] = mapped_column(default=0)
+    resend_count: Mapped[int] = mapped_column(default=0)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    filing: Mapped[Filing] = relationship(back_populates="verifications")
+
+
+class SmsMessage(db.Model):
+    """The outbox: a text to send, committed with the change that asked for it."""
+
+    __tablename__ = "sms_messages"
+    __table_args__ = (sa.Index("ix_sms_messages_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    verification_id: Mapped[int] = mapped_column(sa.ForeignKey("verifications.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    status: Mapped[str] = mapped_column(sa.String(16), default=MessageStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    verification: Mapped[Verification] = relationship()
+
+
+class Event(db.Model):
+    """A filing's status change, written in the same transaction as the change."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
+    filing_id: Mapped[str] = mapped_column(sa.ForeignKey("filings.id"), index=True)
+    provider_id: Mapped[int] = mapped_column(sa.ForeignKey("providers.id"))
+    type: Mapped[str] = mapped_column(sa.String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict] = mapped_column(sa.JSON)
+
+
+class Record(db.Model):
+    """A website on record, with its principal's phone: what `new_access` is checked against."""
+
+    __tablename__ = "records"
+
+    domain: Mapped[str] = mapped_column(sa.String(253), primary_key=True)
+    principal_phone: Mapped[str] = mapped_column(sa.String(11))
+    filing_id: Mapped[str | None] = mapped_column(sa.ForeignKey("filings.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CaptchaChallenge(db.Model):
+    """An image captcha's answer, kept server side and deleted when used."""
+
+    __tablename__ = "captcha_challenges"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
+    answer: Mapped[str] = mapped_column(sa.String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

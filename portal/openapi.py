@@ -1,0 +1,79 @@
+"""The OpenAPI document of the provider API, generated from the pydantic schemas it validates with."""
+
+from functools import cache
+
+from pydantic.json_schema import models_json_schema
+
+from portal.schemas import FilingIn, FilingOut, Problem
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(description: str, schema: str, media: str = "application/json") -> dict:
+    return {"description": description, "content": {media: {"schema": _ref(schema)}}}
+
+
+def _problem(description: str) -> dict:
+    return _answer(description, "Problem", "application/problem+json")
+
+
+@cache
+def document() -> dict:
+    _, schemas = models_json_schema(
+        [(FilingIn, "validation"), (FilingOut, "serialization"), (Problem, "serialization")],
+        ref_template="#/components/schemas/{model}",
+    )
+    unauthorised = _problem("Missing or unknown API key")
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "备案短信核验 — access-provider API", "version": "1"},
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/filings": {
+                "post": {
+                    "operationId": "createFiling",
+                    "summary": "Submit a filing; its principals' phones get their codes",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("FilingIn")}},
+                    },
+                    "responses": {
+                        "201": _answer("The filing, accepted", "FilingOut"),
+                        "200": _answer(
+                            "The filing already submitted with this reference", "FilingOut"
+                        ),
+                        "400": _problem("The body is not JSON"),
+                        "401": unauthorised,
+                        "415": _problem("The body is not sent as application/json"),
+                        "422": _problem("A field is invalid; `errors` names it"),
+                    },
+                }
+            },
+            "/filings/{filing_id}": {
+                "get": {
+                    "operationId": "getFiling",
+                    "summary": "A filing of yours, with its verifications",
+                    "parameters": [
+                        {
+                            "name": "filing_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _answer("The filing", "FilingOut"),
+                        "401": unauthorised,
+                        "404": _problem("No filing of yours has this id"),
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,45 @@
+"""Access providers: their API keys (kept only as a digest) and webhook secrets."""
+
+import hashlib
+import secrets
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models import Provider
+
+KEY_PREFIX = "bk_"
+
+
+def _key_digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def create(name: str, callback_url: str | None, now: datetime) -> tuple[Provider, str]:
+    """A new provider and its API key, which is shown this once and never stored."""
+    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    provider = Provider(
+        name=name,
+        api_key_digest=_key_digest(api_key),
+        webhook_secret=secrets.token_urlsafe(32),
+        callback_url=callback_url,
+        created_at=now,
+    )
+    db.session.add(provider)
+    db.session.flush()
+    return provider, api_key
+
+
+def rotate_key(provider: Provider) -> str:
+    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    provider.api_key_digest = _key_digest(api_key)
+    return api_key
+
+
+def authenticate(api_key: str) -> Provider | None:
+    return db.session.scalar(
+        sa.select(Provider).where(
+            Provider.api_key_digest == _key_digest(api_key), Provider.active.is_(True)
+        )
+    )

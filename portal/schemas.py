@@ -1,0 +1,109 @@
+"""The access-provider API's shapes: validation and the OpenAPI document come from these."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from portal.models import FilingStatus, FilingType, ReturnReason, VerificationStatus
+from portal.personal_data import PHONE_PATTERN, normalise_id, resident_id_is_valid
+
+IdType = Literal[
+    "resident_id",
+    "passport",
+    "hk_macao_permit",
+    "taiwan_permit",
+    "foreign_permanent_resident_id",
+    "other",
+]
+DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Principal(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    phone: str = Field(pattern=PHONE_PATTERN, description="Mainland mobile number, 11 digits")
+    id_type: IdType
+    id_number: str = Field(min_length=6, max_length=32)
+
+    @field_validator("id_number")
+    @classmethod
+    def id_number_is_checkable(cls, value: str, info: ValidationInfo) -> str:
+        value = normalise_id(value)
+        if info.data.get("id_type") == "resident_id" and not resident_id_is_valid(value):
+            raise ValueError("not a valid resident ID number (GB 11643 check character)")
+        if not all(char.isdigit() or char == "X" for char in value[-6:]):
+            raise ValueError(
+                "the last six characters must be digits or X to be entered on the form"
+            )
+        return value
+
+
+class Entity(Strict):
+    name: str = Field(min_length=1, max_length=128)
+    principal: Principal
+
+
+class Website(Strict):
+    domain: str = Field(
+        pattern=DOMAIN_PATTERN, max_length=253, description="Lower-case domain name"
+    )
+    name: str = Field(min_length=1, max_length=128)
+    principal: Principal
+
+    @field_validator("domain", mode="before")
+    @classmethod
+    def lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class FilingIn(Strict):
+    province: str = Field(min_length=1, max_length=32, description="Province slug, e.g. tianjin")
+    type: FilingType
+    reference: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[\x21-\x7e]+$",
+        description="The provider's own order number; resubmitting it returns the same filing",
+    )
+    change_scope: Literal["entity", "website", "both"] | None = None
+    entity: Entity | None = None
+    websites: list[Website] = Field(default_factory=list, max_length=100)
+
+
+class VerificationOut(BaseModel):
+    phone: str = Field(description="Masked, e.g. 139****0000")
+    roles: list[str]
+    status: VerificationStatus
+
+
+class FilingOut(BaseModel):
+    id: str
+    reference: str
+    province: str
+    type: FilingType
+    status: FilingStatus
+    return_reason: ReturnReason | None
+    created_at: str = Field(description="ISO 8601, +08:00")
+    deadline: str | None = Field(
+        description="ISO 8601, +08:00; set when the first code is sent, null before"
+    )
+    verifications: list[VerificationOut]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable `code`."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)

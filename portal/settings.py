@@ -1,0 +1,66 @@
+"""Settings, read from the environment in one place.
+
+With nothing set, the portal runs on the embedded default: a SQLite file and a
+secret key in the instance folder, SMS written to a file the `/dev/sms` inbox
+reads, jobs run in-process. `PORTAL_ENV=production` refuses to start unless the
+secret key, the database and Redis are given.
+"""
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
+    production = environ.get("PORTAL_ENV", "development") == "production"
+    if production:
+        missing = [name for name in REQUIRED_IN_PRODUCTION if not environ.get(name)]
+        if missing:
+            raise SettingsError(f"PORTAL_ENV=production needs {', '.join(missing)}")
+        if environ.get("CAPTCHA_TEST_ANSWER"):
+            raise SettingsError("CAPTCHA_TEST_ANSWER is refused in production")
+    instance = Path(instance_path)
+    secret_key = environ.get("SECRET_KEY") or _instance_secret(instance)
+    sms_backend = environ.get("SMS_BACKEND") or ("console" if production else "file")
+    return {
+        "PRODUCTION": production,
+        "SECRET_KEY": secret_key,
+        "DATA_KEY": environ.get("DATA_KEY") or secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url(
+            environ.get("DATABASE_URL") or f"sqlite:///{instance / 'portal.sqlite3'}"
+        ),
+        "REDIS_URL": environ.get("REDIS_URL") or None,
+        "SMS_BACKEND": sms_backend,
+        "SMS_FILE_PATH": environ.get("SMS_FILE_PATH") or str(instance / "sms.jsonl"),
+        "SMS_HTTP_URL": environ.get("SMS_HTTP_URL"),
+        "CAPTCHA_TEST_ANSWER": environ.get("CAPTCHA_TEST_ANSWER") or None,
+        "RATELIMIT_ENABLED": environ.get("RATELIMIT_ENABLED", "true").lower() != "false",
+        "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+    }
+
+
+def database_url(url: str) -> str:
+    """`postgresql://` works as written: it is served by psycopg 3, the driver we ship."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _instance_secret(instance: Path) -> str:
+    """The embedded default keeps one generated key, so sessions and sealed codes survive a restart."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,128 @@
+"""The verify rules (SPEC §4–§5): one attempt of code + phone + ID last six.
+
+A wrong code or phone never counts against a filing. A wrong ID with the right
+phone and code counts; the fifth fails the verification and returns the filing.
+Every change is an atomic `UPDATE … WHERE` under a lock on the filing row, so
+parallel attempts give one success and an exact count.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from portal import keys
+from portal.extensions import db
+from portal.filings import change_status
+from portal.messages import Outcome
+from portal.models import (
+    Filing,
+    FilingStatus,
+    ReturnReason,
+    Verification,
+    VerificationStatus,
+)
+from portal.personal_data import id_last6_digest, mask_phone
+
+MAX_WRONG_IDS = 5
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    outcome: Outcome
+    pending_phones: tuple[str, ...] = ()
+
+
+def verify(province: str, phone: str, code: str, id_last6: str, now: datetime) -> VerifyResult:
+    candidate = _find(province, phone, code)
+    if candidate is None:
+        return VerifyResult(Outcome.NOT_FOUND)
+    id_matches = candidate.id_digest == id_last6_digest(id_last6)
+    if candidate.status == VerificationStatus.VERIFIED:
+        return VerifyResult(Outcome.ALREADY_VERIFIED if id_matches else Outcome.NOT_FOUND)
+    filing = _lock_filing(candidate.filing_id)
+    if not _is_open(filing, now):
+        return VerifyResult(Outcome.NOT_FOUND)
+    if not id_matches:
+        return _count_wrong_id(candidate, filing, now)
+    return _mark_verified(candidate, filing, now)
+
+
+def _find(province: str, phone: str, code: str) -> Verification | None:
+    """The verification these values name: a pending one first, else one already verified."""
+    return db.session.scalar(
+        sa.select(Verification)
+        .where(
+            Verification.province_slug == province,
+            Verification.phone == phone,
+            Verification.code_digest == keys.digest("code", code),
+            Verification.status.in_([VerificationStatus.PENDING, VerificationStatus.VERIFIED]),
+        )
+        .order_by(sa.case((Verification.status == VerificationStatus.PENDING, 0), else_=1))
+        .limit(1)
+    )
+
+
+def _lock_filing(filing_id: str) -> Filing:
+    return db.session.scalars(
+        sa.select(Filing)
+        .where(Filing.id == filing_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _is_open(filing: Filing, now: datetime) -> bool:
+    """Pending, and inside the deadline whatever the sweeps have done."""
+    in_time = filing.deadline is None or now < filing.deadline
+    return filing.status == FilingStatus.PENDING_VERIFICATION and in_time
+
+
+def _count_wrong_id(candidate: Verification, filing: Filing, now: datetime) -> VerifyResult:
+    count = db.session.scalar(
+        sa.update(Verification)
+        .where(
+            Verification.id == candidate.id,
+            Verification.status == VerificationStatus.PENDING,
+            Verification.wrong_id_count < MAX_WRONG_IDS,
+        )
+        .values(wrong_id_count=Verification.wrong_id_count + 1)
+        .returning(Verification.wrong_id_count)
+    )
+    if count is None or count < MAX_WRONG_IDS:
+        return VerifyResult(Outcome.NOT_FOUND)
+    _close_verifications(filing.id, VerificationStatus.FAILED)
+    change_status(filing, FilingStatus.RETURNED, now, ReturnReason.VERIFICATION_FAILED)
+    return VerifyResult(Outcome.FAILED)
+
+
+def _mark_verified(candidate: Verification, filing: Filing, now: datetime) -> VerifyResult:
+    changed = db.session.execute(
+        sa.update(Verification)
+        .where(Verification.id == candidate.id, Verification.status == VerificationStatus.PENDING)
+        .values(status=VerificationStatus.VERIFIED, verified_at=now)
+    ).rowcount
+    if not changed:
+        return VerifyResult(Outcome.ALREADY_VERIFIED)
+    still_pending = db.session.scalars(
+        sa.select(Verification.phone)
+        .where(
+            Verification.filing_id == filing.id, Verification.status == VerificationStatus.PENDING
+        )
+        .order_by(Verification.id)
+    ).all()
+    if still_pending:
+        return VerifyResult(Outcome.VERIFIED_OTHERS_PENDING, tuple(map(mask_phone, still_pending)))
+    change_status(filing, FilingStatus.UNDER_REVIEW, now)
+    return VerifyResult(Outcome.ALL_VERIFIED)
+
+
+def _close_verifications(filing_id: str, status: VerificationStatus) -> None:
+    """A returned filing's pending verifications can no longer be completed."""
+    db.session.execute(
+        sa.update(Verification)
+        .where(
+            Verification.filing_id == filing_id, Verification.status == VerificationStatus.PENDING
+        )
+        .values(status=status)
+    )

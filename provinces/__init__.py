@@ -1,0 +1,1 @@
+"""The tenant layer: the rollout table and the applicant pages registered once per province."""

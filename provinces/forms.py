@@ -1,0 +1,31 @@
+"""The applicant forms. Field rules follow SPEC §5; their messages live in portal.messages."""
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, StringField
+from wtforms.validators import InputRequired, Regexp
+
+from portal.messages import FIELD_ERRORS
+from portal.personal_data import ID_LAST6_PATTERN, PHONE_PATTERN
+
+
+def _clean(value: str | None) -> str | None:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _field(label: str, pattern: str, error: str) -> StringField:
+    return StringField(
+        label, filters=[_clean], validators=[InputRequired(error), Regexp(pattern, message=error)]
+    )
+
+
+class CaptchaFields(FlaskForm):
+    captcha_id = HiddenField()
+    captcha = StringField(
+        "图形验证码", filters=[_clean], validators=[InputRequired(FIELD_ERRORS["captcha_required"])]
+    )
+
+
+class VerifyForm(CaptchaFields):
+    code = _field("验证码", r"^\d{6}$", FIELD_ERRORS["code_format"])
+    phone = _field("手机号码", PHONE_PATTERN, FIELD_ERRORS["phone_format"])
+    id_last6 = _field("证件号码后六位", ID_LAST6_PATTERN, FIELD_ERRORS["id_last6_format"])

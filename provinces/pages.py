@@ -1,0 +1,79 @@
+"""The applicant pages, one blueprint registered per province (`/<slug>/…`).
+
+Each page works as a full page without JavaScript; an htmx request gets only the
+form fragment, with validation errors as 422 so htmx swaps them in.
+"""
+
+from flask import Blueprint, abort, g, render_template, request, send_file, url_for
+
+from portal import captchas, jobs
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.messages import PENDING_PHONES_LABEL, PROVINCE_NOT_OPEN, SUCCESSES, Outcome
+from portal.models import Province
+from portal.verification import VerifyResult, verify
+from provinces.forms import VerifyForm
+
+bp = Blueprint("applicant", __name__)
+
+
+@bp.url_value_preprocessor
+def load_province(endpoint, values):
+    """The live date is read on every request, so a rollout change needs no restart."""
+    province = db.session.get(Province, values.pop("province"))
+    if province is None or not province.is_live(utcnow()):
+        abort(404, PROVINCE_NOT_OPEN)
+    g.province = province
+
+
+@bp.get("/")
+def landing():
+    return render_template("province/landing.html", province=g.province)
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+def verify_page():
+    form = VerifyForm()
+    result, status = None, 200
+    if form.is_submitted():
+        result, status = _attempt(form)
+    form.captcha_id.data = captchas.new_challenge(utcnow())
+    form.captcha.data = ""
+    db.session.commit()
+    return _render("province/verify.html", "province/_verify_form.html", form, result, status)
+
+
+def _attempt(form: VerifyForm) -> tuple[VerifyResult | None, int]:
+    now = utcnow()
+    if not form.validate():
+        return None, 422
+    if not captchas.solve(form.captcha_id.data, form.captcha.data, now):
+        return VerifyResult(Outcome.CAPTCHA_WRONG), 422
+    result = verify(g.province.slug, form.phone.data, form.code.data, form.id_last6.data, now)
+    jobs.commit()
+    return result, 200
+
+
+@bp.get("/captcha/<challenge_id>.png")
+def captcha_image(challenge_id: str):
+    png = captchas.image(challenge_id)
+    if png is None:
+        abort(404)
+    response = send_file(png, mimetype="image/png", max_age=0)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _render(page: str, fragment: str, form, result, status: int):
+    htmx = request.headers.get("HX-Request") and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+    context = {
+        "province": g.province,
+        "form": form,
+        "result": result,
+        "succeeded": result is not None and result.outcome in SUCCESSES,
+        "pending_label": PENDING_PHONES_LABEL,
+        "captcha_url": url_for(".captcha_image", challenge_id=form.captcha_id.data),
+    }
+    return render_template(fragment if htmx else page, **context), status, {"Vary": "HX-Request"}

@@ -1,0 +1,42 @@
+"""Test data: valid principals and filings, and reading the applicant forms."""
+
+import re
+
+CAPTCHA = "TEST"
+
+
+def principal(phone: str, id_number: str, name: str = "张三") -> dict:
+    return {"name": name, "phone": phone, "id_type": "resident_id", "id_number": id_number}
+
+
+# Resident ID numbers with valid GB 11643 check characters.
+ID_A = "120101199001011239"
+ID_B = "11010519491231002X"
+ID_C = "620102197812120012"
+ID_D = "440304199001010011"
+
+
+def new_filing_body(reference: str = "REF-1", province: str = "tianjin", **overrides) -> dict:
+    body = {
+        "province": province,
+        "type": "new_filing",
+        "reference": reference,
+        "entity": {"name": "示例科技有限公司", "principal": principal("13900000001", ID_A)},
+        "websites": [
+            {
+                "domain": "a.example.cn",
+                "name": "示例网",
+                "principal": principal("13900000002", ID_B, "李四"),
+            }
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+def form_fields(page: str) -> dict[str, str]:
+    """The hidden fields of a rendered form: the CSRF token and the captcha challenge."""
+    return {
+        name: re.search(rf'name="{name}" type="hidden" value="([^"]*)"', page).group(1)
+        for name in ("csrf_token", "captcha_id")
+    }
