@@ -11,14 +11,13 @@ from redis import Redis
 from rq import Queue
 from werkzeug.exceptions import HTTPException
 
-from portal import api, cli, devsms, settings
+from portal import api, cli, devsms, jobs, settings
 from portal.extensions import csrf, db, migrate
 from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN
 from portal.sms import backend_from_config
 from provinces import pages, rollout
 
 ROOT = Path(__file__).resolve().parent.parent
-QUEUE_NAME = "default"
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -38,7 +37,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.extensions["sms"] = backend_from_config(app.config)
     if app.config["REDIS_URL"]:
         redis = Redis.from_url(app.config["REDIS_URL"])
-        app.extensions["rq_queue"] = Queue(QUEUE_NAME, connection=redis)
+        app.extensions["rq_queue"] = Queue(jobs.QUEUE_NAME, connection=redis)
 
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)

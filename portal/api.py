@@ -6,15 +6,16 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from portal import jobs
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.filings import IntakeError, describe, find_by_reference, submit
-from portal.models import Filing
+from portal.filings import IntakeError, describe, describe_event, find_by_reference, submit
+from portal.models import Event, Filing
 from portal.openapi import document
 from portal.providers import authenticate
-from portal.schemas import FieldError, FilingIn, Problem
+from portal.schemas import EventList, FieldError, FilingIn, Problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -72,12 +73,31 @@ def create_filing() -> Response:
 
 @bp.get("/filings/<filing_id>")
 def get_filing(filing_id: str) -> Response:
+    return _json(describe(_own_filing(filing_id)).model_dump(mode="json"))
+
+
+def _own_filing(filing_id: str) -> Filing:
+    """The calling provider's filing: another provider's answers 404, as an unknown id does."""
     filing = db.session.scalar(
         sa.select(Filing).where(Filing.id == filing_id, Filing.provider_id == g.provider.id)
     )
     if filing is None:
         raise ApiProblem(404, "not_found", "No such filing")
-    return _json(describe(filing).model_dump(mode="json"))
+    return filing
+
+
+@bp.get("/filings/<filing_id>/events")
+def list_events(filing_id: str) -> Response:
+    """The status-change events of a filing of yours, with each webhook attempt."""
+    filing = _own_filing(filing_id)
+    events = db.session.scalars(
+        sa.select(Event)
+        .where(Event.filing_id == filing.id)
+        .order_by(Event.occurred_at, Event.id)
+        .options(selectinload(Event.deliveries))
+    )
+    listing = EventList(events=[describe_event(event) for event in events])
+    return _json(listing.model_dump(mode="json"))
 
 
 @bp.get("/openapi.json")
@@ -88,7 +108,12 @@ def openapi() -> Response:
 def _parse(schema):
     if not request.is_json:
         raise ApiProblem(415, "unsupported_media_type", "Send the body as application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except (
+        RecursionError
+    ):  # nesting too deep for the JSON parser: not a ValueError, so not silenced
+        body = None
     if body is None:
         raise ApiProblem(400, "malformed_json", "The body is not valid JSON")
     try:

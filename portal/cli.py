@@ -3,10 +3,12 @@
 import json
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
+from rq import Queue, SimpleWorker
+from rq.cron import CronScheduler
 
-from portal import demo, providers
+from portal import demo, jobs, providers
 from portal.clock import utcnow
 from portal.extensions import db
 
@@ -34,6 +36,36 @@ def load_demo() -> None:
     click.echo("codes are in the development SMS inbox: /dev/sms")
 
 
+@click.command("sweep")
+def sweep() -> None:
+    """Run the due expiry sweep and noon resend once, now, and relay anything undelivered."""
+    counts = jobs.sweep()
+    click.echo(json.dumps(counts))
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker(burst: bool) -> None:
+    """An RQ worker with the scheduler (retries and delayed jobs run only with it)."""
+    queue = _queue()
+    SimpleWorker([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
+
+
+@click.command("cron")
+def cron() -> None:
+    """The one process per deployment that enqueues the periodic jobs (RQ's cron)."""
+    scheduler = CronScheduler(connection=_queue().connection)
+    scheduler.load_config_from_file("portal.schedule")
+    scheduler.start()
+
+
+def _queue() -> Queue:
+    queue = current_app.extensions.get("rq_queue")
+    if queue is None:
+        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run in-process")
+    return queue
+
+
 def register(app: Flask) -> None:
-    app.cli.add_command(providers_cli)
-    app.cli.add_command(load_demo)
+    for command in (providers_cli, load_demo, sweep, worker, cron):
+        app.cli.add_command(command)

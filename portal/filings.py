@@ -1,13 +1,15 @@
 """Filings from access providers: which phones are checked, intake, and status changes."""
 
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from portal import jobs, keys
-from portal.clock import iso_shanghai
+from portal.clock import iso_shanghai, next_day_noon
 from portal.extensions import db
 from portal.models import (
     Event,
@@ -24,7 +26,14 @@ from portal.models import (
     VerificationStatus,
 )
 from portal.personal_data import id_last6_digest, mask_id, mask_phone
-from portal.schemas import FilingIn, FilingOut, Principal, VerificationOut
+from portal.schemas import (
+    EventOut,
+    FilingIn,
+    FilingOut,
+    Principal,
+    VerificationOut,
+    WebhookAttemptOut,
+)
 
 # The parts of a filing whose principals are checked, by type (SPEC §3).
 CHECKED_PARTS = {
@@ -85,6 +94,8 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
         filing.status = FilingStatus.PENDING_VERIFICATION
         _issue_codes(filing, people, now)
     db.session.flush()
+    for verification in filing.verifications:
+        send_code(verification, MessageKind.INITIAL, now)
     return filing, True
 
 
@@ -176,11 +187,19 @@ def _issue_codes(filing: Filing, people: list[Person], now: datetime) -> None:
             code_sealed=keys.seal(code),
             id_digest=id_last6_digest(person.id_number[-6:]),
             id_masked=mask_id(person.id_number),
+            noon_resend_at=next_day_noon(filing.created_at),
         )
         db.session.add(verification)
-        message = SmsMessage(verification=verification, kind=MessageKind.INITIAL, created_at=now)
-        db.session.add(message)
-        jobs.deliver_after_commit(message)
+
+
+def send_code(verification: Verification, kind: MessageKind, now: datetime) -> None:
+    """Send the verification's code (again) once the transaction commits."""
+    message = SmsMessage(
+        verification_id=verification.id, kind=kind, created_at=now, next_attempt_at=now
+    )
+    db.session.add(message)
+    db.session.flush()
+    jobs.after_commit(jobs.deliver_sms, message.id)
 
 
 def _unused_code(province_slug: str, taken: set[str]) -> str:
@@ -226,18 +245,36 @@ def _stored_content(data: FilingIn) -> dict:
 
 
 def change_status(filing: Filing, status: FilingStatus, now: datetime, reason: str | None = None):
-    """Move a (locked) filing to a new status and record the event in the same transaction."""
+    """Move a (locked) filing to a new status; its event is written in the same transaction."""
     filing.status = status
     filing.return_reason = reason
-    db.session.add(
-        Event(
-            filing_id=filing.id,
-            provider_id=filing.provider_id,
-            type="filing.status_changed",
-            occurred_at=now,
-            payload=describe(filing).model_dump(mode="json"),
-        )
+    db.session.flush()
+    event = _status_event(filing, now)
+    db.session.add(Event(**event))
+    jobs.after_commit(jobs.deliver_event, event["id"])
+
+
+def status_events(filing_ids: list[str], now: datetime) -> list[dict]:
+    """The status-change events of filings changed in bulk, as rows to insert."""
+    filings = db.session.scalars(
+        sa.select(Filing)
+        .where(Filing.id.in_(filing_ids))
+        .options(selectinload(Filing.verifications))
+        .execution_options(populate_existing=True)
     )
+    return [_status_event(filing, now) for filing in filings]
+
+
+def _status_event(filing: Filing, now: datetime) -> dict:
+    return {
+        "id": uuid.uuid4().hex,
+        "filing_id": filing.id,
+        "provider_id": filing.provider_id,
+        "type": "filing.status_changed",
+        "occurred_at": now,
+        "next_attempt_at": now,
+        "payload": describe(filing).model_dump(mode="json"),
+    }
 
 
 def describe(filing: Filing) -> FilingOut:
@@ -253,5 +290,23 @@ def describe(filing: Filing) -> FilingOut:
         verifications=[
             VerificationOut(phone=mask_phone(v.phone), roles=v.roles, status=v.status)
             for v in filing.verifications
+        ],
+    )
+
+
+def describe_event(event: Event) -> EventOut:
+    return EventOut(
+        event_id=event.id,
+        type=event.type,
+        occurred_at=iso_shanghai(event.occurred_at),
+        delivered_at=iso_shanghai(event.delivered_at),
+        filing=event.payload,
+        attempts=[
+            WebhookAttemptOut(
+                attempted_at=iso_shanghai(attempt.attempted_at),
+                status_code=attempt.status_code,
+                error=attempt.error,
+            )
+            for attempt in event.deliveries
         ],
     )

@@ -1,113 +1,209 @@
 """Background jobs and how they are queued.
 
 Job functions are module-level, take ids, and are idempotent. They are queued only
-after the transaction that wrote their rows commits (`commit()`), on RQ when
-`REDIS_URL` is set and in-process otherwise.
+after the transaction that wrote their rows commits (`after_commit` + `commit`),
+on RQ when `REDIS_URL` is set and in-process otherwise. Each row to deliver (an SMS,
+a webhook event) is its own outbox entry: a job claims it, and `relay` queues again
+whatever no job has delivered by its `next_attempt_at`, so a message accepted while
+Redis was down, or a retry lost with a worker, still goes out.
 """
 
 import functools
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 from redis.exceptions import RedisError
 from rq import Retry
 
-from portal import keys
+from portal import keys, webhooks
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Filing, MessageStatus, Province, SmsMessage
+from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
 from portal.sms import code_text
 
 log = logging.getLogger(__name__)
 
+QUEUE_NAME = "default"
+
 # Growing delays between attempts at one text: eight attempts over about two hours.
 SMS_RETRY_DELAYS = (5, 15, 60, 300, 900, 1800, 3600)
 SMS_MAX_ATTEMPTS = len(SMS_RETRY_DELAYS) + 1
+# Webhooks are retried for more than 24 hours (the delays add up to about 26 h).
+WEBHOOK_RETRY_DELAYS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200)
+WEBHOOK_MAX_ATTEMPTS = len(WEBHOOK_RETRY_DELAYS) + 1
+# How long a job holds a row it is delivering before the relay may hand it to another.
+CLAIM = timedelta(seconds=60)
+# With RQ, the relay leaves a row this long past its due time to RQ's own retry first.
+RQ_GRACE = timedelta(minutes=5)
+RELAY_BATCH = 1000
 
 
-def deliver_after_commit(message: SmsMessage) -> None:
-    db.session.info.setdefault("outbox", []).append(message)
+def after_commit(func: Callable, row_id) -> None:
+    db.session.info.setdefault("after_commit", []).append((func, row_id))
 
 
 def commit() -> None:
-    """Commit the session, then queue delivery of the texts it wrote."""
-    db.session.flush()
-    message_ids = [message.id for message in db.session.info.pop("outbox", [])]
+    """Commit the session, then queue the jobs it asked for."""
+    queued = db.session.info.pop("after_commit", [])
     db.session.commit()
-    for message_id in message_ids:
-        enqueue(deliver_sms, message_id, retry_delays=SMS_RETRY_DELAYS)
+    for func, row_id in queued:
+        enqueue(func, row_id)
 
 
-def enqueue(func: Callable, *args, retry_delays: tuple[int, ...] = ()) -> None:
+def enqueue(func: Callable, row_id) -> None:
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
-        _run_in_process(func, *args)
+        _run_in_process(func, row_id)
         return
-    retry = Retry(max=len(retry_delays), interval=list(retry_delays)) if retry_delays else None
+    delays = RETRY_DELAYS[func]
     try:
-        queue.enqueue(func, *args, retry=retry)
+        queue.enqueue(func, row_id, retry=Retry(max=len(delays), interval=list(delays)))
     except RedisError:
-        log.warning("could not queue %s%r; it stays in the outbox", func.__name__, args)
+        log.warning("could not queue %s(%r); the relay will queue it later", func.__name__, row_id)
 
 
-def _run_in_process(func: Callable, *args) -> None:
+def _run_in_process(func: Callable, row_id) -> None:
     try:
-        func(*args)
+        func(row_id)
     except Exception:
         db.session.rollback()
-        log.exception("in-process job %s%r failed; it stays in the outbox", func.__name__, args)
+        log.warning("in-process job %s(%r) failed; the relay retries it", func.__name__, row_id)
 
 
 def in_app_context(func: Callable) -> Callable:
-    """Run a job inside the app, creating one when the worker did not push it."""
+    """Run a job in an app context of its own, so it has its own database session."""
 
     @functools.wraps(func)
     def wrapper(*args):
-        if has_app_context():
-            return func(*args)
-        from portal import create_app
-
-        with create_app().app_context():
+        app = current_app._get_current_object() if has_app_context() else _worker_app()
+        with app.app_context():
             return func(*args)
 
     return wrapper
 
 
+@functools.cache
+def _worker_app():
+    """The app of a plain `rq worker`, built once per process."""
+    from portal import create_app
+
+    return create_app()
+
+
+def _claim(model, row_id, pending, now: datetime):
+    """Take the row for one attempt; None when it is done or another job holds it."""
+    row = db.session.get(model, row_id, populate_existing=True)
+    if row is None or not pending(row):
+        return None
+    claimed = db.session.execute(
+        sa.update(model)
+        .where(model.id == row_id, model.attempts == row.attempts)
+        .values(attempts=row.attempts + 1, next_attempt_at=now + CLAIM)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return db.session.get(model, row_id, populate_existing=True) if claimed else None
+
+
+def _schedule_retry(row, delays: tuple[int, ...], now: datetime) -> bool:
+    """After a failed attempt: when the next is due, or none. True when one is left."""
+    left = row.attempts <= len(delays)
+    row.next_attempt_at = now + timedelta(seconds=delays[row.attempts - 1]) if left else None
+    return left
+
+
 @in_app_context
 def deliver_sms(message_id: int) -> None:
-    message = db.session.get(SmsMessage, message_id)
-    if message is None or message.status != MessageStatus.QUEUED:
+    now = utcnow()
+    message = _claim(SmsMessage, message_id, lambda m: m.status == MessageStatus.QUEUED, now)
+    if message is None:
         return
     verification = message.verification
     province = db.session.get(Province, verification.province_slug)
     text = code_text(
         province, keys.unseal(verification.code_sealed), current_app.config["PUBLIC_BASE_URL"]
     )
-    message.attempts += 1
     try:
         current_app.extensions["sms"].send(verification.phone, text, f"sms-{message.id}")
     except Exception as error:
         message.last_error = f"{type(error).__name__}: {error}"[:500]
-        if message.attempts >= SMS_MAX_ATTEMPTS:
+        retry = _schedule_retry(message, SMS_RETRY_DELAYS, utcnow())
+        if not retry:
             message.status = MessageStatus.FAILED
-            db.session.commit()
-            return
         db.session.commit()
-        raise
-    now = utcnow()
+        if retry:
+            raise
+        return
+    sent_at = utcnow()
     message.status = MessageStatus.SENT
-    message.sent_at = now
-    _start_the_clock(verification.filing_id, now + timedelta(hours=province.code_validity_hours))
+    message.sent_at = sent_at
+    message.next_attempt_at = None
+    _start_the_clock(
+        verification.filing_id, sent_at + timedelta(hours=province.code_validity_hours)
+    )
     db.session.commit()
 
 
-def _start_the_clock(filing_id: str, deadline) -> None:
+def _start_the_clock(filing_id: str, deadline: datetime) -> None:
     """The code's validity runs from its first sending: the first text sent sets the deadline."""
     db.session.execute(
         sa.update(Filing)
         .where(Filing.id == filing_id, Filing.deadline.is_(None))
         .values(deadline=deadline)
+        .execution_options(synchronize_session=False)
     )
+
+
+@in_app_context
+def deliver_event(event_id: str) -> None:
+    now = utcnow()
+    event = _claim(Event, event_id, lambda e: e.delivered_at is None, now)
+    if event is None:
+        return
+    try:
+        delivered = webhooks.post(event, utcnow())
+    except webhooks.DeliveryFailed:
+        retry = _schedule_retry(event, WEBHOOK_RETRY_DELAYS, utcnow())
+        db.session.commit()
+        if retry:
+            raise
+        return
+    event.delivered_at = utcnow() if delivered else None
+    event.next_attempt_at = None
+    db.session.commit()
+
+
+@in_app_context
+def sweep() -> dict[str, int]:
+    """The periodic job: expiry, the noon resend, and the relay of anything undelivered."""
+    from portal import sweeps  # sweeps queue jobs themselves
+
+    return sweeps.run_due(utcnow())
+
+
+RETRY_DELAYS = {deliver_sms: SMS_RETRY_DELAYS, deliver_event: WEBHOOK_RETRY_DELAYS}
+
+
+def relay(now: datetime) -> int:
+    """Queue again every SMS and event no job has delivered by its due time."""
+    grace = timedelta(0) if current_app.extensions.get("rq_queue") is None else RQ_GRACE
+    due = now - grace
+    message_ids = db.session.scalars(
+        sa.select(SmsMessage.id)
+        .where(SmsMessage.status == MessageStatus.QUEUED, SmsMessage.next_attempt_at <= due)
+        .limit(RELAY_BATCH)
+    ).all()
+    event_ids = db.session.scalars(
+        sa.select(Event.id)
+        .where(Event.delivered_at.is_(None), Event.next_attempt_at <= due)
+        .limit(RELAY_BATCH)
+    ).all()
+    db.session.commit()
+    for message_id in message_ids:
+        enqueue(deliver_sms, message_id)
+    for event_id in event_ids:
+        enqueue(deliver_event, event_id)
+    return len(message_ids) + len(event_ids)

@@ -143,6 +143,7 @@ class Verification(db.Model):
     __tablename__ = "verifications"
     __table_args__ = (
         sa.Index("ix_verifications_lookup", "province_slug", "phone", "code_digest"),
+        sa.Index("ix_verifications_status_noon", "status", "noon_resend_at"),
         sa.Index(
             "uq_verifications_live_code",
             "province_slug",
@@ -165,6 +166,8 @@ class Verification(db.Model):
     status: Mapped[str] = mapped_column(sa.String(16), default=VerificationStatus.PENDING)
     wrong_id_count: Mapped[int] = mapped_column(default=0)
     resend_count: Mapped[int] = mapped_column(default=0)
+    noon_resend_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    noon_resent: Mapped[bool] = mapped_column(default=False)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     filing: Mapped[Filing] = relationship(back_populates="verifications")
@@ -174,7 +177,10 @@ class SmsMessage(db.Model):
     """The outbox: a text to send, committed with the change that asked for it."""
 
     __tablename__ = "sms_messages"
-    __table_args__ = (sa.Index("ix_sms_messages_status_created", "status", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_sms_messages_status_created", "status", "created_at"),
+        sa.Index("ix_sms_messages_status_next_attempt", "status", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     verification_id: Mapped[int] = mapped_column(sa.ForeignKey("verifications.id"), index=True)
@@ -183,6 +189,8 @@ class SmsMessage(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the relay may queue it again, if no queued job has delivered it by then.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     verification: Mapped[Verification] = relationship()
@@ -192,6 +200,9 @@ class Event(db.Model):
     """A filing's status change, written in the same transaction as the change."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        sa.Index("ix_events_delivered_next_attempt", "delivered_at", "next_attempt_at"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
     filing_id: Mapped[str] = mapped_column(sa.ForeignKey("filings.id"), index=True)
@@ -199,6 +210,23 @@ class Event(db.Model):
     type: Mapped[str] = mapped_column(sa.String(64))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict] = mapped_column(sa.JSON)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    deliveries: Mapped[list["WebhookDelivery"]] = relationship(order_by="WebhookDelivery.id")
+
+
+class WebhookDelivery(db.Model):
+    """One attempt to deliver an event to the provider's callback URL."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.ForeignKey("events.id"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(sa.String(500))
 
 
 class Record(db.Model):

@@ -4,7 +4,9 @@ from functools import cache
 
 from pydantic.json_schema import models_json_schema
 
-from portal.schemas import FilingIn, FilingOut, Problem
+from portal.schemas import EventList, FilingIn, FilingOut, Problem
+
+_FILING_ID = {"name": "filing_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _ref(name: str) -> dict:
@@ -22,7 +24,12 @@ def _problem(description: str) -> dict:
 @cache
 def document() -> dict:
     _, schemas = models_json_schema(
-        [(FilingIn, "validation"), (FilingOut, "serialization"), (Problem, "serialization")],
+        [
+            (FilingIn, "validation"),
+            (FilingOut, "serialization"),
+            (EventList, "serialization"),
+            (Problem, "serialization"),
+        ],
         ref_template="#/components/schemas/{model}",
     )
     unauthorised = _problem("Missing or unknown API key")
@@ -56,18 +63,23 @@ def document() -> dict:
                     },
                 }
             },
+            "/filings/{filing_id}/events": {
+                "get": {
+                    "operationId": "listFilingEvents",
+                    "summary": "A filing's status-change events and each webhook attempt",
+                    "parameters": [_FILING_ID],
+                    "responses": {
+                        "200": _answer("The events, oldest first", "EventList"),
+                        "401": unauthorised,
+                        "404": _problem("No filing of yours has this id"),
+                    },
+                }
+            },
             "/filings/{filing_id}": {
                 "get": {
                     "operationId": "getFiling",
                     "summary": "A filing of yours, with its verifications",
-                    "parameters": [
-                        {
-                            "name": "filing_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
+                    "parameters": [_FILING_ID],
                     "responses": {
                         "200": _answer("The filing", "FilingOut"),
                         "401": unauthorised,

@@ -28,10 +28,20 @@ class Principal(Strict):
     id_type: IdType
     id_number: str = Field(min_length=6, max_length=32)
 
+    @field_validator("phone")
+    @classmethod
+    def phone_is_ascii(cls, value: str) -> str:
+        """The pattern's `\\d` matches any Unicode digit; an SMS gateway takes only 0-9."""
+        if not value.isascii():
+            raise ValueError("the phone number must be written with the digits 0-9")
+        return value
+
     @field_validator("id_number")
     @classmethod
     def id_number_is_checkable(cls, value: str, info: ValidationInfo) -> str:
         value = normalise_id(value)
+        if not value.isascii():
+            raise ValueError("ID numbers are written with the letters A-Z and the digits 0-9")
         if info.data.get("id_type") == "resident_id" and not resident_id_is_valid(value):
             raise ValueError("not a valid resident ID number (GB 11643 check character)")
         if not all(char.isdigit() or char == "X" for char in value[-6:]):
@@ -91,6 +101,25 @@ class FilingOut(BaseModel):
         description="ISO 8601, +08:00; set when the first code is sent, null before"
     )
     verifications: list[VerificationOut]
+
+
+class WebhookAttemptOut(BaseModel):
+    attempted_at: str = Field(description="ISO 8601, +08:00")
+    status_code: int | None
+    error: str | None
+
+
+class EventOut(BaseModel):
+    event_id: str
+    type: str
+    occurred_at: str = Field(description="ISO 8601, +08:00")
+    delivered_at: str | None = Field(description="When your callback acknowledged it (2xx)")
+    filing: dict = Field(description="The filing as it was after the change (FilingOut)")
+    attempts: list[WebhookAttemptOut]
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
 
 
 class FieldError(BaseModel):

@@ -29,3 +29,8 @@ class VerifyForm(CaptchaFields):
     code = _field("验证码", r"^\d{6}$", FIELD_ERRORS["code_format"])
     phone = _field("手机号码", PHONE_PATTERN, FIELD_ERRORS["phone_format"])
     id_last6 = _field("证件号码后六位", ID_LAST6_PATTERN, FIELD_ERRORS["id_last6_format"])
+
+
+class ResendForm(CaptchaFields):
+    phone = _field("手机号码", PHONE_PATTERN, FIELD_ERRORS["phone_format"])
+    id_last6 = _field("证件号码后六位", ID_LAST6_PATTERN, FIELD_ERRORS["id_last6_format"])

@@ -4,6 +4,9 @@ Each page works as a full page without JavaScript; an htmx request gets only the
 form fragment, with validation errors as 422 so htmx swaps them in.
 """
 
+from collections.abc import Callable
+from datetime import datetime
+
 from flask import Blueprint, abort, g, render_template, request, send_file, url_for
 
 from portal import captchas, jobs
@@ -11,8 +14,9 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import PENDING_PHONES_LABEL, PROVINCE_NOT_OPEN, SUCCESSES, Outcome
 from portal.models import Province
+from portal.resend import resend
 from portal.verification import VerifyResult, verify
-from provinces.forms import VerifyForm
+from provinces.forms import CaptchaFields, ResendForm, VerifyForm
 
 bp = Blueprint("applicant", __name__)
 
@@ -33,23 +37,39 @@ def landing():
 
 @bp.route("/verify", methods=["GET", "POST"])
 def verify_page():
-    form = VerifyForm()
+    return _form_page(VerifyForm(), _verify, "verify")
+
+
+@bp.route("/resend", methods=["GET", "POST"])
+def resend_page():
+    return _form_page(ResendForm(), _resend, "resend")
+
+
+def _verify(form: VerifyForm, now: datetime) -> VerifyResult:
+    return verify(g.province.slug, form.phone.data, form.code.data, form.id_last6.data, now)
+
+
+def _resend(form: ResendForm, now: datetime) -> VerifyResult:
+    return VerifyResult(resend(g.province, form.phone.data, form.id_last6.data, now))
+
+
+def _form_page(form: CaptchaFields, attempt: Callable, page: str):
     result, status = None, 200
     if form.is_submitted():
-        result, status = _attempt(form)
+        result, status = _submit(form, attempt)
     form.captcha_id.data = captchas.new_challenge(utcnow())
     form.captcha.data = ""
     db.session.commit()
-    return _render("province/verify.html", "province/_verify_form.html", form, result, status)
+    return _render(page, form, result, status)
 
 
-def _attempt(form: VerifyForm) -> tuple[VerifyResult | None, int]:
+def _submit(form: CaptchaFields, attempt: Callable) -> tuple[VerifyResult | None, int]:
     now = utcnow()
     if not form.validate():
         return None, 422
     if not captchas.solve(form.captcha_id.data, form.captcha.data, now):
         return VerifyResult(Outcome.CAPTCHA_WRONG), 422
-    result = verify(g.province.slug, form.phone.data, form.code.data, form.id_last6.data, now)
+    result = attempt(form, now)
     jobs.commit()
     return result, 200
 
@@ -64,7 +84,7 @@ def captcha_image(challenge_id: str):
     return response
 
 
-def _render(page: str, fragment: str, form, result, status: int):
+def _render(page: str, form: CaptchaFields, result: VerifyResult | None, status: int):
     htmx = request.headers.get("HX-Request") and not request.headers.get(
         "HX-History-Restore-Request"
     )
@@ -76,4 +96,5 @@ def _render(page: str, fragment: str, form, result, status: int):
         "pending_label": PENDING_PHONES_LABEL,
         "captcha_url": url_for(".captcha_image", challenge_id=form.captcha_id.data),
     }
-    return render_template(fragment if htmx else page, **context), status, {"Vary": "HX-Request"}
+    template = f"province/_{page}_form.html" if htmx else f"province/{page}.html"
+    return render_template(template, **context), status, {"Vary": "HX-Request"}

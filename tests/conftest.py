@@ -7,6 +7,7 @@ tables are emptied and the data migration (0002) is run again.
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -20,24 +21,28 @@ from portal.extensions import db
 from tests.factories import CAPTCHA, new_filing_body
 
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-PG_DATABASE = "portal_test"
 REDIS_TEST_URL = os.environ.get("PORTAL_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 
-def _pg_url() -> str:
+@contextmanager
+def _pg_database():
+    """A PostgreSQL database of this test run's own, dropped at the end."""
+    name = f"portal_test_{os.getpid()}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)
-        ).fetchone()
-        if not exists:
-            connection.execute(f"CREATE DATABASE {PG_DATABASE}")
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
+        connection.execute(f"DROP DATABASE IF EXISTS {name}")
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
-def database_urls(tmp_path_factory) -> dict[str, str]:
+def database_urls(tmp_path_factory):
     sqlite_path = tmp_path_factory.mktemp("db") / "portal.sqlite3"
-    return {"sqlite": f"sqlite:///{sqlite_path}", "postgresql": _pg_url()}
+    with _pg_database() as pg_url:
+        yield {"sqlite": f"sqlite:///{sqlite_path}", "postgresql": pg_url}
 
 
 @pytest.fixture(scope="session")
@@ -133,3 +138,21 @@ def submit_filing(client, provider):
         return response.get_json()
 
     return submit
+
+
+class Clock:
+    """A frozen clock for the modules that read the time; move it with `clock.now = …`."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    frozen = Clock(utcnow())
+    for module in ("portal.jobs", "portal.api", "portal.cli", "provinces.pages"):
+        monkeypatch.setattr(f"{module}.utcnow", frozen)
+    return frozen

@@ -1,0 +1,103 @@
+"""The periodic sweeps (SPEC §4): expiry and the noon resend, as set-based SQL.
+
+Each statement claims its rows with `UPDATE … WHERE <still due> RETURNING`, so a
+sweep is idempotent and two sweeps running at once never act on a row twice.
+The rules never wait for a sweep: verify and resend check the deadline themselves.
+"""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from portal import jobs
+from portal.extensions import db
+from portal.filings import status_events
+from portal.models import (
+    Event,
+    Filing,
+    FilingStatus,
+    MessageKind,
+    ReturnReason,
+    SmsMessage,
+    Verification,
+    VerificationStatus,
+)
+
+
+def expire(now: datetime) -> list[str]:
+    """Return every filing still pending at its deadline; their pending verifications expire."""
+    filing_ids = list(
+        db.session.scalars(
+            sa.update(Filing)
+            .where(Filing.status == FilingStatus.PENDING_VERIFICATION, Filing.deadline <= now)
+            .values(status=FilingStatus.RETURNED, return_reason=ReturnReason.EXPIRED)
+            .returning(Filing.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not filing_ids:
+        return []
+    db.session.execute(
+        sa.update(Verification)
+        .where(
+            Verification.filing_id.in_(filing_ids),
+            Verification.status == VerificationStatus.PENDING,
+        )
+        .values(status=VerificationStatus.EXPIRED)
+        .execution_options(synchronize_session=False)
+    )
+    events = status_events(filing_ids, now)
+    db.session.execute(sa.insert(Event), events)
+    for event in events:
+        jobs.after_commit(jobs.deliver_event, event["id"])
+    return filing_ids
+
+
+def noon_resend(now: datetime) -> list[int]:
+    """Send each code still pending at 12:00 on the day after submission once more, once."""
+    open_filings = sa.select(Filing.id).where(
+        Filing.status == FilingStatus.PENDING_VERIFICATION,
+        sa.or_(Filing.deadline.is_(None), Filing.deadline > now),
+    )
+    verification_ids = list(
+        db.session.scalars(
+            sa.update(Verification)
+            .where(
+                Verification.status == VerificationStatus.PENDING,
+                Verification.noon_resent.is_(False),
+                Verification.noon_resend_at <= now,
+                Verification.filing_id.in_(open_filings),
+            )
+            .values(noon_resent=True)
+            .returning(Verification.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not verification_ids:
+        return []
+    message_ids = list(
+        db.session.scalars(
+            sa.insert(SmsMessage).returning(SmsMessage.id),
+            [
+                {
+                    "verification_id": verification_id,
+                    "kind": MessageKind.NOON_RESEND,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+                for verification_id in verification_ids
+            ],
+        )
+    )
+    for message_id in message_ids:
+        jobs.after_commit(jobs.deliver_sms, message_id)
+    return message_ids
+
+
+def run_due(now: datetime) -> dict[str, int]:
+    """Both sweeps, then the relay of anything left undelivered; commits."""
+    expired = expire(now)
+    resent = noon_resend(now)
+    jobs.commit()
+    relayed = jobs.relay(now)
+    return {"expired": len(expired), "noon_resent": len(resent), "relayed": relayed}
