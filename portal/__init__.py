@@ -64,14 +64,19 @@ def _sqlite_pragmas(connection, _record) -> None:
 
 
 def _error_page(error: HTTPException):
+    headers = dict(error.get_headers())
+    headers.pop("Content-Type", None)
     if request.path.startswith("/api/"):
-        return api.problem_response(
-            api.ApiProblem(error.code or 500, error.name.lower().replace(" ", "_"), error.name)
+        problem = api.ApiProblem(
+            error.code or 500, error.name.lower().replace(" ", "_"), error.name
         )
+        response = api.problem_response(problem)
+        response.headers.update(headers)
+        return response
     if isinstance(error, CSRFError):
         message = "页面已过期，请刷新页面后重新提交。"
     elif error.code == 404:
         message = PROVINCE_NOT_OPEN if error.description == PROVINCE_NOT_OPEN else PAGE_NOT_FOUND
     else:
         message = error.name
-    return render_template("errors/page.html", message=message), error.code
+    return render_template("errors/page.html", message=message), error.code, headers

@@ -30,9 +30,12 @@ class ApiProblem(Exception):
 
 @bp.errorhandler(ApiProblem)
 def problem_response(error: ApiProblem) -> Response:
-    return _json(
+    response = _json(
         error.problem.model_dump(mode="json"), error.problem.status, "application/problem+json"
     )
+    if error.problem.status == 401:  # RFC 9110 §15.5.2: a 401 names the scheme to use
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
 
 
 @bp.before_request
@@ -78,6 +81,8 @@ def get_filing(filing_id: str) -> Response:
 
 def _own_filing(filing_id: str) -> Filing:
     """The calling provider's filing: another provider's answers 404, as an unknown id does."""
+    if "\x00" in filing_id:  # PostgreSQL refuses NUL in text; no id holds one anyway
+        raise ApiProblem(404, "not_found", "No such filing")
     filing = db.session.scalar(
         sa.select(Filing).where(Filing.id == filing_id, Filing.provider_id == g.provider.id)
     )

@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
+from sqlalchemy.exc import IntegrityError
 
 from portal import demo, jobs, providers
 from portal.clock import utcnow
@@ -20,8 +21,12 @@ providers_cli = AppGroup("providers", help="Access providers.")
 @click.option("--callback-url", help="Where status-change webhooks are POSTed.")
 def create_provider(name: str, callback_url: str | None) -> None:
     """Create a provider; the last line is JSON with its API key and webhook secret, shown once."""
-    provider, api_key = providers.create(name, callback_url, utcnow())
-    db.session.commit()
+    try:
+        provider, api_key = providers.create(name, callback_url, utcnow())
+        db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        raise click.ClickException(f"a provider named {name!r} already exists") from error
     click.echo(f"created provider {provider.id} {provider.name}")
     click.echo(json.dumps({"api_key": api_key, "webhook_secret": provider.webhook_secret}))
 

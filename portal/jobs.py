@@ -188,22 +188,31 @@ RETRY_DELAYS = {deliver_sms: SMS_RETRY_DELAYS, deliver_event: WEBHOOK_RETRY_DELA
 
 
 def relay(now: datetime) -> int:
-    """Queue again every SMS and event no job has delivered by its due time."""
+    """Queue again every SMS and event no job has delivered by its due time.
+
+    Each row taken is pushed one claim period on, so the next relay (or one running
+    at the same time) does not queue it again while its job waits for a worker.
+    """
     grace = timedelta(0) if current_app.extensions.get("rq_queue") is None else RQ_GRACE
-    due = now - grace
-    message_ids = db.session.scalars(
-        sa.select(SmsMessage.id)
-        .where(SmsMessage.status == MessageStatus.QUEUED, SmsMessage.next_attempt_at <= due)
-        .limit(RELAY_BATCH)
-    ).all()
-    event_ids = db.session.scalars(
-        sa.select(Event.id)
-        .where(Event.delivered_at.is_(None), Event.next_attempt_at <= due)
-        .limit(RELAY_BATCH)
-    ).all()
+    message_ids = _take_due(SmsMessage, SmsMessage.status == MessageStatus.QUEUED, now, grace)
+    event_ids = _take_due(Event, Event.delivered_at.is_(None), now, grace)
     db.session.commit()
     for message_id in message_ids:
         enqueue(deliver_sms, message_id)
     for event_id in event_ids:
         enqueue(deliver_event, event_id)
     return len(message_ids) + len(event_ids)
+
+
+def _take_due(model, undelivered, now: datetime, grace: timedelta) -> list:
+    due = sa.and_(undelivered, model.next_attempt_at <= now - grace)
+    batch = sa.select(model.id).where(due).order_by(model.next_attempt_at).limit(RELAY_BATCH)
+    return list(
+        db.session.scalars(
+            sa.update(model)
+            .where(model.id.in_(batch), due)
+            .values(next_attempt_at=now + CLAIM)
+            .returning(model.id)
+            .execution_options(synchronize_session=False)
+        )
+    )

@@ -4,7 +4,7 @@ import re
 
 from portal import keys
 
-PHONE_PATTERN = r"^1[3-9]\d{9}$"
+PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
 ID_LAST6_PATTERN = r"^[0-9Xx]{6}$"
 
 _RESIDENT_ID = re.compile(r"^\d{17}[\dX]$")

@@ -28,14 +28,6 @@ class Principal(Strict):
     id_type: IdType
     id_number: str = Field(min_length=6, max_length=32)
 
-    @field_validator("phone")
-    @classmethod
-    def phone_is_ascii(cls, value: str) -> str:
-        """The pattern's `\\d` matches any Unicode digit; an SMS gateway takes only 0-9."""
-        if not value.isascii():
-            raise ValueError("the phone number must be written with the digits 0-9")
-        return value
-
     @field_validator("id_number")
     @classmethod
     def id_number_is_checkable(cls, value: str, info: ValidationInfo) -> str:
@@ -70,7 +62,12 @@ class Website(Strict):
 
 
 class FilingIn(Strict):
-    province: str = Field(min_length=1, max_length=32, description="Province slug, e.g. tianjin")
+    province: str = Field(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="Province slug, e.g. tianjin",
+    )
     type: FilingType
     reference: str = Field(
         min_length=1,
@@ -81,6 +78,15 @@ class FilingIn(Strict):
     change_scope: Literal["entity", "website", "both"] | None = None
     entity: Entity | None = None
     websites: list[Website] = Field(default_factory=list, max_length=100)
+
+    @field_validator("websites")
+    @classmethod
+    def domains_are_distinct(cls, websites: list[Website]) -> list[Website]:
+        domains = [site.domain for site in websites]
+        repeated = sorted({domain for domain in domains if domains.count(domain) > 1})
+        if repeated:
+            raise ValueError(f"each website once: {', '.join(repeated)} is given twice")
+        return websites
 
 
 class VerificationOut(BaseModel):

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+ENVIRONMENTS = ("development", "production")
 
 
 class SettingsError(RuntimeError):
@@ -18,7 +19,11 @@ class SettingsError(RuntimeError):
 
 
 def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
-    production = environ.get("PORTAL_ENV", "development") == "production"
+    portal_env = environ.get("PORTAL_ENV") or "development"
+    if portal_env not in ENVIRONMENTS:
+        # A misspelt "production" must not start the development mode (/dev/sms, test captcha).
+        raise SettingsError(f"PORTAL_ENV is development or production, not {portal_env!r}")
+    production = portal_env == "production"
     if production:
         missing = [name for name in REQUIRED_IN_PRODUCTION if not environ.get(name)]
         if missing:

@@ -103,7 +103,7 @@ def _mark_verified(candidate: Verification, filing: Filing, now: datetime) -> Ve
         .values(status=VerificationStatus.VERIFIED, verified_at=now)
     ).rowcount
     if not changed:
-        return VerifyResult(Outcome.ALREADY_VERIFIED)
+        return _lost_race(candidate.id)
     still_pending = db.session.scalars(
         sa.select(Verification.phone)
         .where(
@@ -115,6 +115,17 @@ def _mark_verified(candidate: Verification, filing: Filing, now: datetime) -> Ve
         return VerifyResult(Outcome.VERIFIED_OTHERS_PENDING, tuple(map(mask_phone, still_pending)))
     change_status(filing, FilingStatus.UNDER_REVIEW, now)
     return VerifyResult(Outcome.ALL_VERIFIED)
+
+
+def _lost_race(verification_id: int) -> VerifyResult:
+    """Changed since it was read: verified in parallel, or closed with its filing (SQLite
+    reads take no row lock, so a parallel return can land between the read and the write)."""
+    status = db.session.scalar(
+        sa.select(Verification.status).where(Verification.id == verification_id)
+    )
+    if status == VerificationStatus.VERIFIED:
+        return VerifyResult(Outcome.ALREADY_VERIFIED)
+    return VerifyResult(Outcome.NOT_FOUND)
 
 
 def _close_verifications(filing_id: str, status: VerificationStatus) -> None:

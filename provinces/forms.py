@@ -1,5 +1,8 @@
 """The applicant forms. Field rules follow SPEC §5; their messages live in portal.messages."""
 
+import re
+import unicodedata
+
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
 from wtforms.validators import InputRequired, Regexp
@@ -9,12 +12,17 @@ from portal.personal_data import ID_LAST6_PATTERN, PHONE_PATTERN
 
 
 def _clean(value: str | None) -> str | None:
-    return value.strip().upper() if isinstance(value, str) else value
+    """Full-width input (０–９, Ｘ from a Chinese IME) is read as the ASCII it stands for."""
+    if not isinstance(value, str):
+        return value
+    return unicodedata.normalize("NFKC", value).strip().upper()
 
 
 def _field(label: str, pattern: str, error: str) -> StringField:
     return StringField(
-        label, filters=[_clean], validators=[InputRequired(error), Regexp(pattern, message=error)]
+        label,
+        filters=[_clean],
+        validators=[InputRequired(error), Regexp(pattern, re.ASCII, message=error)],
     )
 
 
@@ -26,7 +34,7 @@ class CaptchaFields(FlaskForm):
 
 
 class VerifyForm(CaptchaFields):
-    code = _field("验证码", r"^\d{6}$", FIELD_ERRORS["code_format"])
+    code = _field("验证码", r"^[0-9]{6}$", FIELD_ERRORS["code_format"])
     phone = _field("手机号码", PHONE_PATTERN, FIELD_ERRORS["phone_format"])
     id_last6 = _field("证件号码后六位", ID_LAST6_PATTERN, FIELD_ERRORS["id_last6_format"])
 

@@ -1,7 +1,7 @@
 """Fixtures: the app on SQLite and on PostgreSQL, a client, a provider, filings and their codes.
 
-Each test starts from a migrated database holding only the rollout table: the data
-tables are emptied and the data migration (0002) is run again.
+Each test starts from a migrated database holding only what the migrations load
+(the rollout table): every table is emptied and those rows are put back.
 """
 
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy as sa
-from flask_migrate import stamp, upgrade
+from flask_migrate import upgrade
 
 from portal import create_app, providers
 from portal.clock import utcnow
@@ -46,9 +46,9 @@ def database_urls(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def migrated(database_urls) -> set[str]:
-    """Backends already migrated in this session."""
-    return set()
+def migrated(database_urls) -> dict:
+    """The seed rows of each backend already migrated in this session."""
+    return {}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -77,16 +77,24 @@ def app(env, backend, migrated):
     with app.app_context():
         if backend not in migrated:
             upgrade()
-            migrated.add(backend)
-        _reset_data()
+            migrated[backend] = _seed_rows()
+        _reset_data(migrated[backend])
         yield app
         db.session.remove()
         db.engine.dispose()
 
 
-def _reset_data() -> None:
-    """Empty every table, then load the rollout table again through its migration."""
-    tables = [table for table in reversed(db.metadata.sorted_tables)]
+def _seed_rows() -> dict[sa.Table, list[dict]]:
+    """The rows the migrations load (the rollout table), kept to restore before each test."""
+    with db.engine.connect() as connection:
+        return {
+            table: [dict(row._mapping) for row in connection.execute(sa.select(table))]
+            for table in db.metadata.sorted_tables
+        }
+
+
+def _reset_data(seed: dict[sa.Table, list[dict]]) -> None:
+    tables = list(reversed(db.metadata.sorted_tables))
     with db.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             names = ", ".join(table.name for table in tables)
@@ -94,8 +102,9 @@ def _reset_data() -> None:
         else:
             for table in tables:
                 connection.execute(table.delete())
-    stamp(revision="0001")
-    upgrade()
+        for table, rows in seed.items():
+            if rows:
+                connection.execute(table.insert(), rows)
 
 
 @pytest.fixture

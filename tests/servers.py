@@ -1,0 +1,78 @@
+"""A small local HTTP endpoint for tests: a webhook receiver or an SMS gateway.
+
+It listens on 127.0.0.1 on a free port, records every request as received (headers
+and raw body) and answers each from a scripted list of status codes, then with
+`then` once the list is used up.
+"""
+
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Endpoint:
+    """Use as a context manager: the server runs inside the `with` block."""
+
+    def __init__(self, statuses: Iterable[int] = (), then: int = 200, path: str = "/hook"):
+        self.path = path
+        self._script = list(statuses)
+        self._then = then
+        self._lock = threading.Lock()
+        self._received: list[Received] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{self.path}"
+
+    @property
+    def requests(self) -> list[Received]:
+        with self._lock:
+            return list(self._received)
+
+    def __enter__(self) -> "Endpoint":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            status = self._script.pop(0) if self._script else self._then
+            self._received.append(Received(method, path, headers, body, status))
+        return status
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = endpoint._answer("POST", self.path, dict(self.headers), body)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        return Handler

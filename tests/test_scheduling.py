@@ -1,0 +1,273 @@
+"""What runs periodically (SPEC §4, §8): the `sweep` command, RQ's cron and workers, the
+in-process scheduler of the embedded default, sweeps running at once, and the relay that
+sends what was accepted while Redis was down."""
+
+import json
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.cron import CronScheduler
+
+from portal import jobs, schedule, sweeps
+from portal.clock import SHANGHAI, utcnow
+from portal.extensions import db
+from portal.messages import Outcome
+from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification
+from portal.verification import verify
+from tests.conftest import REDIS_TEST_URL
+from tests.factories import ID_A, new_filing_body
+
+PHONES = ["13900000001", "13900000002"]
+CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
+
+
+def shanghai(day: int, hour: int) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=SHANGHAI)
+
+
+def filing_state(filing_id: str) -> tuple[str, str | None, list[str], list[Event]]:
+    """Status, return reason, verification statuses and events, as committed."""
+    db.session.rollback()
+    filing = db.session.get(Filing, filing_id)
+    events = db.session.scalars(sa.select(Event).where(Event.filing_id == filing_id)).all()
+    return (
+        filing.status,
+        filing.return_reason,
+        [v.status for v in filing.verifications],
+        events,
+    )
+
+
+def deadline_of(filing_id: str) -> datetime:
+    db.session.rollback()
+    return db.session.get(Filing, filing_id).deadline
+
+
+def sent_lines(env) -> list[dict]:
+    path = Path(env["SMS_FILE_PATH"])
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def run_worker(queue: Queue) -> None:
+    SimpleWorker([queue], connection=queue.connection).work(
+        burst=True, with_scheduler=True, max_jobs=50
+    )
+
+
+@pytest.fixture
+def redis_connection():
+    connection = Redis.from_url(REDIS_TEST_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def on_rq(env, redis_connection) -> None:
+    """Jobs go to RQ on the test Redis (set before `app` is built)."""
+    env["REDIS_URL"] = REDIS_TEST_URL
+
+
+@pytest.fixture
+def queue(on_rq, app) -> Queue:
+    return app.extensions["rq_queue"]
+
+
+@pytest.fixture
+def redis_down(env) -> None:
+    """REDIS_URL pointed at a port nothing listens on (set before `app`)."""
+    env["REDIS_URL"] = CLOSED_PORT_REDIS
+
+
+# The `sweep` command
+
+
+def test_sweep_command_expires_a_past_deadline_filing_and_prints_the_counts(
+    app, clock, submit_filing
+):
+    clock.now = shanghai(2, 14)
+    filing = submit_filing()
+    clock.now = deadline_of(filing["id"])
+
+    result = app.test_cli_runner().invoke(args=["sweep"])
+
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.output.strip().splitlines()[-1])
+    assert counts == {"expired": 1, "noon_resent": 0, "relayed": 0}
+    status, reason, verifications, events = filing_state(filing["id"])
+    assert (status, reason, verifications) == ("returned", "expired", ["expired", "expired"])
+    assert len(events) == 1
+
+
+def test_sweep_command_sends_the_noon_resend(app, clock, submit_filing, sent_codes, env):
+    clock.now = shanghai(2, 14)
+    submit_filing()
+    codes = sent_codes()
+    clock.now = shanghai(3, 12)
+
+    result = app.test_cli_runner().invoke(args=["sweep"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {
+        "expired": 0,
+        "noon_resent": 2,
+        "relayed": 0,
+    }
+    assert sorted(line["to"] for line in sent_lines(env)) == sorted(PHONES * 2)
+    assert sent_codes() == codes
+
+
+@pytest.mark.parametrize("command", ["worker", "cron"])
+def test_worker_and_cron_commands_refuse_to_start_without_redis(app, command):
+    result = app.test_cli_runner().invoke(args=[command])
+
+    assert result.exit_code != 0
+    assert "REDIS_URL" in result.output
+
+
+def test_worker_command_runs_the_queued_jobs(queue, app, submit_filing, sent_codes):
+    submit_filing()
+    assert (queue.count, sent_codes()) == (2, {})
+
+    result = app.test_cli_runner().invoke(args=["worker", "--burst"])
+
+    assert result.exit_code == 0, result.output
+    assert sorted(sent_codes()) == PHONES
+    assert queue.count == 0
+
+
+# RQ's cron
+
+
+def test_cron_config_registers_the_sweep_on_the_default_queue(redis_connection):
+    scheduler = CronScheduler(connection=redis_connection)
+
+    scheduler.load_config_from_file("portal.schedule")
+
+    registered = [(job.func_name, job.queue_name, job.interval) for job in scheduler.get_jobs()]
+    assert registered == [("portal.jobs.sweep", "default", schedule.SWEEP_EVERY_SECONDS)]
+    assert 0 < schedule.SWEEP_EVERY_SECONDS <= 60
+
+
+def test_cron_enqueues_the_sweep_and_a_worker_running_it_expires_the_filing(
+    queue, clock, submit_filing
+):
+    filing = submit_filing()
+    run_worker(queue)  # the code texts: their first sending starts the clock
+    clock.now = deadline_of(filing["id"])
+    scheduler = CronScheduler(connection=queue.connection)
+    scheduler.load_config_from_file("portal.schedule")
+
+    scheduler.enqueue_jobs()
+    (job,) = queue.get_jobs()
+    assert (job.origin, job.func_name) == ("default", "portal.jobs.sweep")
+    run_worker(queue)
+
+    status, reason, verifications, events = filing_state(filing["id"])
+    assert (status, reason, verifications) == ("returned", "expired", ["expired", "expired"])
+    assert len(events) == 1
+    assert job.return_value(refresh=True)["expired"] == 1
+
+
+def test_embedded_default_sweeps_from_a_background_thread(app, clock, submit_filing, monkeypatch):
+    """Without Redis the same sweep job runs every SWEEP_EVERY_SECONDS from a daemon thread."""
+    filing = submit_filing()
+    clock.now = deadline_of(filing["id"])
+    swept = threading.Event()
+    slept = []
+
+    class OneTick:
+        """Lets the loop sleep once, then parks its thread for good."""
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            if len(slept) > 1:
+                swept.set()
+                threading.Event().wait()
+
+    monkeypatch.setattr(schedule, "time", OneTick)
+
+    schedule.start_in_process(app)
+
+    assert swept.wait(timeout=10)
+    assert slept == [schedule.SWEEP_EVERY_SECONDS] * 2
+    status, reason, _, _ = filing_state(filing["id"])
+    assert (status, reason) == ("returned", "expired")
+
+
+# Sweeps running at once
+
+
+def test_two_sweeps_at_once_return_an_expired_filing_once(app, clock, submit_filing, sent_codes):
+    filing = submit_filing()
+    code = sent_codes()[PHONES[0]]
+    assert verify("tianjin", PHONES[0], code, ID_A[-6:], clock.now).outcome == (
+        Outcome.VERIFIED_OTHERS_PENDING
+    )
+    jobs.commit()
+    deadline = deadline_of(filing["id"])
+    db.session.commit()
+    barrier = threading.Barrier(2)
+    returned, errors = [], []
+
+    def sweep() -> None:
+        try:
+            with app.app_context():
+                barrier.wait(timeout=10)
+                returned.append(sweeps.expire(deadline))
+                jobs.commit()
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert sorted(returned, key=len) == [[], [filing["id"]]]
+    status, reason, verifications, events = filing_state(filing["id"])
+    assert (status, reason, verifications) == ("returned", "expired", ["verified", "expired"])
+    (event,) = events
+    assert (event.payload["status"], event.payload["return_reason"]) == ("returned", "expired")
+    assert [v["status"] for v in event.payload["verifications"]] == ["verified", "expired"]
+
+
+# Redis down
+
+
+def test_texts_accepted_while_redis_was_down_are_sent_once_after_the_relay(
+    redis_down, app, client, provider, env, redis_connection, monkeypatch
+):
+    response = client.post("/api/v1/filings", json=new_filing_body(), headers=provider[1])
+
+    assert response.status_code == 201
+    filing_id = response.get_json()["id"]
+    db.session.rollback()
+    messages = db.session.scalars(
+        sa.select(SmsMessage).join(Verification).where(Verification.filing_id == filing_id)
+    ).all()
+    assert [m.status for m in messages] == [MessageStatus.QUEUED] * 2
+    assert sent_lines(env) == []
+
+    queue = Queue("default", connection=redis_connection)
+    monkeypatch.setitem(app.extensions, "rq_queue", queue)
+    later = utcnow() + timedelta(minutes=6)
+    assert jobs.relay(later) == 2
+    assert jobs.relay(later) == 0, "a second relay does not queue them again while they wait"
+    run_worker(queue)
+
+    assert sorted(line["to"] for line in sent_lines(env)) == PHONES
+    db.session.rollback()
+    assert [db.session.get(SmsMessage, m.id).status for m in messages] == [MessageStatus.SENT] * 2
+    assert jobs.relay(later + timedelta(hours=1)) == 0
