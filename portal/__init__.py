@@ -10,10 +10,11 @@ from flask_wtf.csrf import CSRFError
 from redis import Redis
 from rq import Queue
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal import api, cli, devsms, jobs, settings
+from portal import admin, api, cli, devsms, headers, jobs, limits, logs, settings
 from portal.extensions import csrf, db, migrate
-from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN
+from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
 from portal.sms import backend_from_config
 from provinces import pages, rollout
 
@@ -27,10 +28,16 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     )
     app.config.update(settings.from_env({**os.environ, **(env or {})}, app.instance_path))
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    logs.install(app)
+    if proxies := app.config["TRUSTED_PROXIES"]:
+        # Behind N reverse proxies the client is the N-th address from the right.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
+    limits.init_app(app)
+    headers.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -39,6 +46,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         redis = Redis.from_url(app.config["REDIS_URL"])
         app.extensions["rq_queue"] = Queue(jobs.QUEUE_NAME, connection=redis)
 
+    admin.login_manager.init_app(app)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     for row in rollout.rows():
@@ -75,6 +84,10 @@ def _error_page(error: HTTPException):
         return response
     if isinstance(error, CSRFError):
         message = "页面已过期，请刷新页面后重新提交。"
+        if request.headers.get("HX-Request"):
+            headers["HX-Refresh"] = "true"  # htmx swaps no 400: reload for a fresh token
+    elif error.code == 429:
+        message = Outcome.TOO_MANY_ATTEMPTS.message
     elif error.code == 404:
         message = PROVINCE_NOT_OPEN if error.description == PROVINCE_NOT_OPEN else PAGE_NOT_FOUND
     else:

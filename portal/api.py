@@ -8,10 +8,11 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from portal import jobs
+from portal import jobs, limits
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.filings import IntakeError, describe, describe_event, find_by_reference, submit
+from portal.messages import Outcome
 from portal.models import Event, Filing
 from portal.openapi import document
 from portal.providers import authenticate
@@ -35,6 +36,21 @@ def problem_response(error: ApiProblem) -> Response:
     )
     if error.problem.status == 401:  # RFC 9110 §15.5.2: a 401 names the scheme to use
         response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+@bp.errorhandler(limits.RateLimitExceeded)
+def rate_limited(_error) -> Response:
+    response = problem_response(
+        ApiProblem(
+            429,
+            "rate_limited",
+            "Too many requests for this API key; retry after the Retry-After delay",
+            Outcome.TOO_MANY_ATTEMPTS.message,
+        )
+    )
+    if seconds := limits.retry_after():
+        response.headers["Retry-After"] = str(seconds)
     return response
 
 

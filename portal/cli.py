@@ -9,7 +9,7 @@ from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 from sqlalchemy.exc import IntegrityError
 
-from portal import demo, jobs, providers
+from portal import accounts, demo, jobs, providers
 from portal.clock import utcnow
 from portal.extensions import db
 
@@ -39,6 +39,28 @@ def load_demo() -> None:
     for filing in filings:
         click.echo(f"filing {filing.reference} in {filing.province_slug}: {filing.status}")
     click.echo("codes are in the development SMS inbox: /dev/sms")
+
+
+admins_cli = AppGroup("admins", help="Console accounts.")
+
+
+@admins_cli.command("create")
+@click.argument("username")
+@click.option("--province", "province", help="The province slug a province admin runs.")
+@click.option("--national", is_flag=True, help="A national admin (all provinces, the rollout).")
+@click.option("--password", help="Prompted for when not given.")
+def create_admin(username: str, province: str | None, national: bool, password: str | None):
+    """Create a console account: a province admin (--province SLUG) or a national one (--national)."""
+    if bool(province) == national:
+        raise click.UsageError("give exactly one of --province SLUG and --national")
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        admin = accounts.create(username, password, province, utcnow())
+    except accounts.AccountError as error:
+        raise click.ClickException(str(error)) from error
+    db.session.commit()
+    click.echo(f"created admin {admin.username} ({admin.province_slug or 'national'})")
 
 
 @click.command("sweep")
@@ -72,5 +94,5 @@ def _queue() -> Queue:
 
 
 def register(app: Flask) -> None:
-    for command in (providers_cli, load_demo, sweep, worker, cron):
+    for command in (providers_cli, admins_cli, load_demo, sweep, worker, cron):
         app.cli.add_command(command)

@@ -203,16 +203,17 @@ def send_code(verification: Verification, kind: MessageKind, now: datetime) -> N
 
 
 def _unused_code(province_slug: str, taken: set[str]) -> str:
-    """A random code no live verification of the province holds (the unique index backs this up)."""
+    """A random code no live verification of the province holds (the unique index backs this up),
+    under any data key: a code issued before a key rotation is still live."""
     while True:
         code = f"{secrets.randbelow(1_000_000):06d}"
-        code_digest = keys.digest("code", code)
-        if code_digest in taken:
+        code_digests = keys.digests("code", code)
+        if code_digests[0] in taken:
             continue
         clash = db.session.scalar(
             sa.select(Verification.id).where(
                 Verification.province_slug == province_slug,
-                Verification.code_digest == code_digest,
+                Verification.code_digest.in_(code_digests),
                 Verification.status == VerificationStatus.PENDING,
             )
         )
@@ -242,6 +243,22 @@ def _stored_content(data: FilingIn) -> dict:
             {"domain": site.domain, "name": site.name, "principal": principal(site.principal)}
         )
     return content
+
+
+def awaits_codes(filing: Filing, now: datetime) -> bool:
+    """Pending verification and inside its deadline, whatever the sweeps have done."""
+    in_time = filing.deadline is None or now < filing.deadline
+    return filing.status == FilingStatus.PENDING_VERIFICATION and in_time
+
+
+def lock(filing_id: str) -> Filing:
+    """The filing, its row locked until commit: status changes of one filing never interleave."""
+    return db.session.scalars(
+        sa.select(Filing)
+        .where(Filing.id == filing_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
 
 
 def change_status(filing: Filing, status: FilingStatus, now: datetime, reason: str | None = None):

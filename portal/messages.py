@@ -40,3 +40,53 @@ SMS_TEXT = (
 
 PROVINCE_NOT_OPEN = "该省（区、市）尚未开通备案短信核验。"
 PAGE_NOT_FOUND = "页面不存在。"
+
+# The admin console's messages.
+CONSOLE = {
+    "sign_in_required": "请先登录。",
+    "too_many_signin_failures": "登录失败次数过多，请稍后再试。",
+    "account_locked": "该账号因多次登录失败已被临时锁定，请稍后再试或联系全国管理员解锁。",
+    "bad_credentials": "用户名或密码错误。",
+    "password_too_short": "密码至少 {length} 个字符。",
+    "password_changed": "密码已修改，其他会话已退出。",
+    "wrong_current_password": "当前密码错误。",
+    "unknown_province": "没有这个省份：{slug}。",
+    "username_taken": "用户名 {username} 已被使用。",
+    "approved": "已审核通过，网站已备案。",
+    "rejected": "已驳回。",
+    "not_under_review": "该备案不在审核中，无法操作。",
+    "reason_required": "请填写理由。",
+    "resent": "验证码已重发。",
+    "saved": "已保存。",
+    "provider_created": "接入商已创建。API 密钥和 Webhook 密钥只显示这一次，请妥善保存。",
+    "key_rotated": "新的 API 密钥只显示这一次，旧密钥已失效。",
+    "secret_rotated": "新的 Webhook 密钥只显示这一次。",
+    "account_created": "账号已创建。",
+    "unlocked": "账号已解锁。",
+}
+
+# How statuses and kinds read in the console.
+LABELS = {
+    "pending_verification": "待短信核验",
+    "under_review": "管局审核中",
+    "approved": "审核通过",
+    "rejected": "已驳回",
+    "returned": "已退回",
+    "expired": "已超时",
+    "verification_failed": "核验失败",
+    "pending": "待核验",
+    "verified": "已核验",
+    "failed": "失败",
+    "queued": "待发送",
+    "sent": "已发送",
+    "initial": "首次发送",
+    "resend": "手动重发",
+    "noon_resend": "次日中午重发",
+    "new_filing": "新增备案",
+    "new_website": "新增网站",
+    "new_access": "接入备案",
+    "change_filing": "变更备案",
+    "cancel_filing": "注销备案",
+    "cancel_website": "注销网站",
+    "cancel_access": "取消接入",
+}

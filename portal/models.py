@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
+from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.clock import shanghai_date
@@ -74,6 +75,14 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+class TenantOwned:
+    """Rows that belong to one province. In the admin console every query of them is
+    filtered to the signed-in admin's province (see portal/admin/tenancy.py). Each table
+    declares its own column; this one lets the filter be written once for all of them."""
+
+    province_slug: Mapped[str] = mapped_column(sa.ForeignKey("provinces.slug"))
+
+
 class Province(db.Model):
     __tablename__ = "provinces"
 
@@ -111,7 +120,7 @@ class Provider(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class Filing(db.Model):
+class Filing(TenantOwned, db.Model):
     __tablename__ = "filings"
     __table_args__ = (
         sa.UniqueConstraint("provider_id", "reference"),
@@ -130,6 +139,7 @@ class Filing(db.Model):
     content: Mapped[dict] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    review_note: Mapped[str | None] = mapped_column(sa.String(500))
 
     province: Mapped[Province] = relationship()
     verifications: Mapped[list["Verification"]] = relationship(
@@ -137,7 +147,7 @@ class Filing(db.Model):
     )
 
 
-class Verification(db.Model):
+class Verification(TenantOwned, db.Model):
     """One code sent to one distinct phone of a filing."""
 
     __tablename__ = "verifications"
@@ -248,3 +258,78 @@ class CaptchaChallenge(db.Model):
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
     answer: Mapped[str] = mapped_column(sa.String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class VerifyAttempt(TenantOwned, db.Model):
+    """One submission of the verify form that got past its captcha, for the admin timeline."""
+
+    __tablename__ = "verify_attempts"
+    __table_args__ = (sa.Index("ix_verify_attempts_province_at", "province_slug", "attempted_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    province_slug: Mapped[str] = mapped_column(sa.ForeignKey("provinces.slug"))
+    verification_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("verifications.id"), index=True
+    )
+    outcome: Mapped[str] = mapped_column(sa.String(32))
+    client_address: Mapped[str] = mapped_column(sa.String(64))
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Admin(UserMixin, db.Model):
+    """A console account: a province admin (`province_slug` set) or a national admin."""
+
+    __tablename__ = "admins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    province_slug: Mapped[str | None] = mapped_column(sa.ForeignKey("provinces.slug"))
+    active: Mapped[bool] = mapped_column(default=True)
+    # Rotated on every password change, which signs out every other session.
+    session_token: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    failed_signins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    @property
+    def national(self) -> bool:
+        return self.province_slug is None
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        """Sessions remember the token, not the id, so a password change ends them."""
+        return self.session_token
+
+
+class SigninFailure(db.Model):
+    """A failed sign-in, counted per client address for throttling."""
+
+    __tablename__ = "signin_failures"
+    __table_args__ = (sa.Index("ix_signin_failures_address_at", "address", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(sa.String(64))
+    username: Mapped[str] = mapped_column(sa.String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(TenantOwned, db.Model):
+    """An admin action: who, when, what, and the state before and after. Never changed."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (sa.Index("ix_audit_entries_province_at", "province_slug", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    admin_id: Mapped[int] = mapped_column(sa.ForeignKey("admins.id"))
+    admin_username: Mapped[str] = mapped_column(sa.String(64))
+    # The province the action concerns; None for national matters (providers, accounts).
+    province_slug: Mapped[str | None] = mapped_column(sa.ForeignKey("provinces.slug"))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    target: Mapped[str] = mapped_column(sa.String(128))
+    before: Mapped[dict | None] = mapped_column(sa.JSON)
+    after: Mapped[dict | None] = mapped_column(sa.JSON)

@@ -29,9 +29,27 @@ def id_last6_digest(id_last6: str) -> str:
     return keys.digest("id_last6", id_last6.upper())
 
 
+def id_last6_digests(id_last6: str) -> list[str]:
+    """Its digest under every data key, for lookups that must survive a key rotation."""
+    return keys.digests("id_last6", id_last6.upper())
+
+
+def id_last6_matches(stored_digest: str, id_last6: str) -> bool:
+    return keys.matches(stored_digest, "id_last6", id_last6.upper())
+
+
 def mask_phone(phone: str) -> str:
     return f"{phone[:3]}****{phone[-4:]}"
 
 
 def mask_id(number: str) -> str:
     return number[:3] + "*" * max(len(number) - 7, 0) + number[-4:]
+
+
+def mask_address(address: str) -> str:
+    """Enough of a client address to tell attempts apart, not to find the person."""
+    if "." in address:
+        return ".".join(address.split(".")[:3] + ["*"])
+    if ":" in address:
+        return ":".join(address.split(":")[:3]) + ":*"
+    return "*"

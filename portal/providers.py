@@ -43,3 +43,8 @@ def authenticate(api_key: str) -> Provider | None:
             Provider.api_key_digest == _key_digest(api_key), Provider.active.is_(True)
         )
     )
+
+
+def rotate_secret(provider: Provider) -> str:
+    provider.webhook_secret = secrets.token_urlsafe(32)
+    return provider.webhook_secret

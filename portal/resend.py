@@ -9,38 +9,49 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.filings import send_code
+from portal.filings import awaits_codes, send_code
 from portal.messages import Outcome
 from portal.models import (
-    Filing,
-    FilingStatus,
     MessageKind,
     Province,
     Verification,
     VerificationStatus,
 )
-from portal.personal_data import id_last6_digest
+from portal.personal_data import id_last6_digests
 
 
 def resend(province: Province, phone: str, id_last6: str, now: datetime) -> Outcome:
     pending = db.session.scalars(
-        sa.select(Verification)
-        .join(Filing)
-        .where(
+        sa.select(Verification).where(
             Verification.province_slug == province.slug,
             Verification.phone == phone,
-            Verification.id_digest == id_last6_digest(id_last6),
+            Verification.id_digest.in_(id_last6_digests(id_last6)),
             Verification.status == VerificationStatus.PENDING,
-            Filing.status == FilingStatus.PENDING_VERIFICATION,
-            sa.or_(Filing.deadline.is_(None), Filing.deadline > now),
         )
     ).all()
     if not pending:
         return Outcome.RESEND_NOTHING_PENDING
-    sent = [v for v in pending if _count_resend(v, province.resend_limit)]
-    for verification in sent:
-        send_code(verification, MessageKind.RESEND, now)
-    return Outcome.RESEND_SENT if sent else Outcome.RESEND_LIMIT_REACHED
+    outcomes = {resend_verification(verification, province, now) for verification in pending}
+    return min(outcomes, key=_PREFERENCE.index)
+
+
+# With several pending filings for one phone, the answer is the best that happened.
+_PREFERENCE = [Outcome.RESEND_SENT, Outcome.RESEND_LIMIT_REACHED, Outcome.RESEND_NOTHING_PENDING]
+
+
+def resend_verification(verification: Verification, province: Province, now: datetime) -> Outcome:
+    """Send one verification's code again, if it is still pending and under its limit.
+
+    Used by the public resend page and by an admin; both count against the limit.
+    """
+    if not awaits_codes(verification.filing, now):
+        return Outcome.RESEND_NOTHING_PENDING
+    if not _count_resend(verification, province.resend_limit):
+        if verification.status != VerificationStatus.PENDING:
+            return Outcome.RESEND_NOTHING_PENDING
+        return Outcome.RESEND_LIMIT_REACHED
+    send_code(verification, MessageKind.RESEND, now)
+    return Outcome.RESEND_SENT
 
 
 def _count_resend(verification: Verification, limit: int) -> bool:

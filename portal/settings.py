@@ -36,7 +36,7 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
     return {
         "PRODUCTION": production,
         "SECRET_KEY": secret_key,
-        "DATA_KEY": environ.get("DATA_KEY") or secret_key,
+        "DATA_KEYS": data_keys(environ.get("DATA_KEY"), secret_key),
         "SQLALCHEMY_DATABASE_URI": database_url(
             environ.get("DATABASE_URL") or f"sqlite:///{instance / 'portal.sqlite3'}"
         ),
@@ -46,11 +46,31 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         "SMS_HTTP_URL": environ.get("SMS_HTTP_URL"),
         "CAPTCHA_TEST_ANSWER": environ.get("CAPTCHA_TEST_ANSWER") or None,
         "RATELIMIT_ENABLED": environ.get("RATELIMIT_ENABLED", "true").lower() != "false",
+        # Rate-limit counters live in Redis beside the jobs, else in this process's memory.
+        "RATELIMIT_STORAGE_URI": environ.get("REDIS_URL") or "memory://",
+        "TRUSTED_PROXIES": _count(environ, "TRUSTED_PROXIES"),
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
     }
+
+
+def data_keys(value: str | None, secret_key: str) -> tuple[str, ...]:
+    """`DATA_KEY` holds one key or several, comma-separated, the first current (see README)."""
+    if not value:
+        return (secret_key,)
+    keys = tuple(key.strip() for key in value.split(",") if key.strip())
+    if not keys:
+        raise SettingsError("DATA_KEY holds no key")
+    return keys
+
+
+def _count(environ: Mapping[str, str], name: str) -> int:
+    value = environ.get(name) or "0"
+    if not value.isdigit():
+        raise SettingsError(f"{name} is a whole number, not {value!r}")
+    return int(value)
 
 
 def database_url(url: str) -> str:

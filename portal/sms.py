@@ -1,18 +1,22 @@
 """SMS backends and the text of the code message.
 
-`console` prints, `file` appends JSON lines (what `/dev/sms` reads), `http` POSTs
+`console` logs (redacted, like every log line: it shows that a text went out, not its
+code), `file` appends JSON lines (what `/dev/sms` reads), `http` POSTs
 JSON to a gateway. A backend raises when the text was not accepted, so the job
 fails and is retried; the message id travels as an idempotency key.
 """
 
 import fcntl
 import json
+import logging
 from typing import Protocol
 
 import requests
 
 from portal.messages import SMS_TEXT
 from portal.models import Province
+
+log = logging.getLogger(__name__)
 
 
 class SmsBackend(Protocol):
@@ -21,7 +25,7 @@ class SmsBackend(Protocol):
 
 class ConsoleBackend:
     def send(self, to: str, text: str, message_id: str) -> None:
-        print(f"SMS {message_id} to {to}: {text}", flush=True)
+        log.info("SMS %s to %s: %s", message_id, to, text)
 
 
 class FileBackend:

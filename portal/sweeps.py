@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import jobs
+from portal import captchas, jobs
 from portal.extensions import db
 from portal.filings import status_events
 from portal.models import (
@@ -95,9 +95,11 @@ def noon_resend(now: datetime) -> list[int]:
 
 
 def run_due(now: datetime) -> dict[str, int]:
-    """Both sweeps, then the relay of anything left undelivered; commits."""
+    """Both sweeps and the deletion of expired captchas, then the relay of anything left
+    undelivered; commits."""
     expired = expire(now)
     resent = noon_resend(now)
+    captchas.delete_expired(now)
     jobs.commit()
     relayed = jobs.relay(now)
     return {"expired": len(expired), "noon_resent": len(resent), "relayed": relayed}

@@ -6,14 +6,14 @@ Every change is an atomic `UPDATE … WHERE` under a lock on the filing row, so
 parallel attempts give one success and an exact count.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from portal import keys
 from portal.extensions import db
-from portal.filings import change_status
+from portal.filings import awaits_codes, change_status, lock
 from portal.messages import Outcome
 from portal.models import (
     Filing,
@@ -22,7 +22,7 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
-from portal.personal_data import id_last6_digest, mask_phone
+from portal.personal_data import id_last6_matches, mask_phone
 
 MAX_WRONG_IDS = 5
 
@@ -31,17 +31,38 @@ MAX_WRONG_IDS = 5
 class VerifyResult:
     outcome: Outcome
     pending_phones: tuple[str, ...] = ()
+    # The verification the phone and code named, if any: the attempt joins its timeline.
+    verification_id: int | None = None
 
 
 def verify(province: str, phone: str, code: str, id_last6: str, now: datetime) -> VerifyResult:
     candidate = _find(province, phone, code)
     if candidate is None:
+        _as_costly_as_a_wrong_id(id_last6)
         return VerifyResult(Outcome.NOT_FOUND)
-    id_matches = candidate.id_digest == id_last6_digest(id_last6)
+    return replace(_check(candidate, id_last6, now), verification_id=candidate.id)
+
+
+def _as_costly_as_a_wrong_id(id_last6: str) -> None:
+    """An unknown phone or a wrong code takes the steps a wrong ID takes (the ID digests,
+    the filing lock, the counted update), on no row: the answer's timing does not tell
+    which of the three was wrong (docs/security.md has the measurement)."""
+    id_last6_matches("", id_last6)
+    db.session.scalars(sa.select(Filing).where(Filing.id == "").with_for_update()).one_or_none()
+    db.session.scalar(
+        sa.update(Verification)
+        .where(Verification.id == 0, Verification.wrong_id_count < MAX_WRONG_IDS)
+        .values(wrong_id_count=Verification.wrong_id_count + 1)
+        .returning(Verification.wrong_id_count)
+    )
+
+
+def _check(candidate: Verification, id_last6: str, now: datetime) -> VerifyResult:
+    id_matches = id_last6_matches(candidate.id_digest, id_last6)
     if candidate.status == VerificationStatus.VERIFIED:
         return VerifyResult(Outcome.ALREADY_VERIFIED if id_matches else Outcome.NOT_FOUND)
-    filing = _lock_filing(candidate.filing_id)
-    if not _is_open(filing, now):
+    filing = lock(candidate.filing_id)
+    if not awaits_codes(filing, now):
         return VerifyResult(Outcome.NOT_FOUND)
     if not id_matches:
         return _count_wrong_id(candidate, filing, now)
@@ -55,27 +76,12 @@ def _find(province: str, phone: str, code: str) -> Verification | None:
         .where(
             Verification.province_slug == province,
             Verification.phone == phone,
-            Verification.code_digest == keys.digest("code", code),
+            Verification.code_digest.in_(keys.digests("code", code)),
             Verification.status.in_([VerificationStatus.PENDING, VerificationStatus.VERIFIED]),
         )
         .order_by(sa.case((Verification.status == VerificationStatus.PENDING, 0), else_=1))
         .limit(1)
     )
-
-
-def _lock_filing(filing_id: str) -> Filing:
-    return db.session.scalars(
-        sa.select(Filing)
-        .where(Filing.id == filing_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-
-
-def _is_open(filing: Filing, now: datetime) -> bool:
-    """Pending, and inside the deadline whatever the sweeps have done."""
-    in_time = filing.deadline is None or now < filing.deadline
-    return filing.status == FilingStatus.PENDING_VERIFICATION and in_time
 
 
 def _count_wrong_id(candidate: Verification, filing: Filing, now: datetime) -> VerifyResult:

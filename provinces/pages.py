@@ -7,13 +7,24 @@ form fragment, with validation errors as 422 so htmx swaps them in.
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Blueprint, abort, g, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    abort,
+    g,
+    make_response,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
 
-from portal import captchas, jobs
+from portal import captchas, jobs, limits
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import PENDING_PHONES_LABEL, PROVINCE_NOT_OPEN, SUCCESSES, Outcome
-from portal.models import Province
+from portal.models import Province, VerifyAttempt
+from portal.personal_data import mask_address
 from portal.resend import resend
 from portal.verification import VerifyResult, verify
 from provinces.forms import CaptchaFields, ResendForm, VerifyForm
@@ -46,7 +57,23 @@ def resend_page():
 
 
 def _verify(form: VerifyForm, now: datetime) -> VerifyResult:
-    return verify(g.province.slug, form.phone.data, form.code.data, form.id_last6.data, now)
+    if not limits.reserve_miss(form.phone.data):
+        return VerifyResult(Outcome.TOO_MANY_ATTEMPTS)
+    result = verify(g.province.slug, form.phone.data, form.code.data, form.id_last6.data, now)
+    if result.outcome != Outcome.NOT_FOUND:
+        limits.refund_miss(form.phone.data)
+    # Matched or not, every attempt is recorded: the same insert on every path, so the
+    # answer's timing does not tell a wrong ID from a wrong code (docs/security.md).
+    db.session.add(
+        VerifyAttempt(
+            province_slug=g.province.slug,
+            verification_id=result.verification_id,
+            outcome=result.outcome.name,
+            client_address=mask_address(request.remote_addr or ""),
+            attempted_at=now,
+        )
+    )
+    return result
 
 
 def _resend(form: ResendForm, now: datetime) -> VerifyResult:
@@ -63,6 +90,24 @@ def _form_page(form: CaptchaFields, attempt: Callable, page: str):
     return _render(page, form, result, status)
 
 
+@bp.errorhandler(limits.RateLimitExceeded)
+def too_many_requests(error: limits.RateLimitExceeded):
+    """A refused form keeps what was typed and its unused captcha, and says why in its result."""
+    page, form_class = FORMS.get(request.endpoint.rpartition(".")[2], (None, None))
+    if request.method == "POST" and form_class is not None:
+        form = form_class()
+        if form.captcha_id.data not in session.get("captchas", []):
+            form.captcha_id.data = captchas.new_challenge(utcnow())
+            db.session.commit()
+        form.captcha.data = ""
+        return _render(page, form, VerifyResult(Outcome.TOO_MANY_ATTEMPTS), 429)
+    message = Outcome.TOO_MANY_ATTEMPTS.message
+    response = make_response(render_template("errors/page.html", message=message), 429)
+    if seconds := limits.retry_after():
+        response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def _submit(form: CaptchaFields, attempt: Callable) -> tuple[VerifyResult | None, int]:
     now = utcnow()
     if not form.validate():
@@ -71,6 +116,8 @@ def _submit(form: CaptchaFields, attempt: Callable) -> tuple[VerifyResult | None
         return VerifyResult(Outcome.CAPTCHA_WRONG), 422
     result = attempt(form, now)
     jobs.commit()
+    if result.outcome == Outcome.TOO_MANY_ATTEMPTS:
+        return result, 429
     return result, 200
 
 
@@ -80,6 +127,17 @@ def captcha_image(challenge_id: str):
     if png is None:
         abort(404)
     response = send_file(png, mimetype="image/png", max_age=0)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/captcha/<challenge_id>.wav")
+def captcha_audio(challenge_id: str):
+    """The session's own challenge read aloud, for those who cannot read the image."""
+    wav = captchas.audio(challenge_id)
+    if wav is None:
+        abort(404)
+    response = send_file(wav, mimetype="audio/wav", max_age=0)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -95,6 +153,13 @@ def _render(page: str, form: CaptchaFields, result: VerifyResult | None, status:
         "succeeded": result is not None and result.outcome in SUCCESSES,
         "pending_label": PENDING_PHONES_LABEL,
         "captcha_url": url_for(".captcha_image", challenge_id=form.captcha_id.data),
+        "captcha_audio_url": url_for(".captcha_audio", challenge_id=form.captcha_id.data),
     }
     template = f"province/_{page}_form.html" if htmx else f"province/{page}.html"
-    return render_template(template, **context), status, {"Vary": "HX-Request"}
+    headers = {"Vary": "HX-Request"}
+    if status == 429 and (seconds := limits.retry_after()):
+        headers["Retry-After"] = str(seconds)
+    return render_template(template, **context), status, headers
+
+
+FORMS = {"verify_page": ("verify", VerifyForm), "resend_page": ("resend", ResendForm)}

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from portal import create_app, providers
@@ -67,13 +68,25 @@ def env(backend, database_urls, tmp_path) -> dict[str, str]:
         "CAPTCHA_TEST_ANSWER": CAPTCHA,
         "REDIS_URL": "",
         "PORTAL_ENV": "development",
+        # Tests send many requests from one address; tests of the limits turn them on.
+        "RATELIMIT_ENABLED": "false",
     }
+
+
+class RequestPerContextClient(FlaskClient):
+    """Each request in an app context of its own, as in production: its own `g` (so the
+    signed-in user and CSRF token do not leak between clients) and its own DB session."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
 
 
 @pytest.fixture
 def app(env, backend, migrated):
     app = create_app(env)
     app.config.update(TESTING=True)
+    app.test_client_class = RequestPerContextClient
     with app.app_context():
         if backend not in migrated:
             upgrade()

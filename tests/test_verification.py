@@ -311,7 +311,7 @@ def test_right_code_losing_the_race_with_the_fifth_wrong_id_is_not_told_already_
     for _ in range(4):
         attempt(filing, PHONE_B, WRONG_ID)
     has_read, go_on = threading.Event(), threading.Event()
-    lock_filing = verification._lock_filing
+    lock_filing = verification.lock
 
     def pausing_lock_filing(filing_id):
         locked = lock_filing(filing_id)
@@ -320,7 +320,7 @@ def test_right_code_losing_the_race_with_the_fifth_wrong_id_is_not_told_already_
             assert go_on.wait(timeout=30)
         return locked
 
-    monkeypatch.setattr(verification, "_lock_filing", pausing_lock_filing)
+    monkeypatch.setattr(verification, "lock", pausing_lock_filing)
     outcomes: dict[str, Outcome] = {}
     errors: list[BaseException] = []
 

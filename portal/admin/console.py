@@ -1,0 +1,302 @@
+"""The province console: dashboard, filing search and detail, review, resend, audit log.
+
+Queries here name no province: the tenant filter (portal/admin/tenancy.py) adds it.
+"""
+
+import csv
+import io
+from datetime import datetime, time, timedelta
+
+import sqlalchemy as sa
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from wtforms.fields.choices import SelectChoice
+
+from portal import audit, jobs, review
+from portal.admin import bp
+from portal.admin.forms import FilingSearchForm, ReasonForm
+from portal.clock import SHANGHAI, shanghai_date, utcnow
+from portal.extensions import db
+from portal.filings import describe
+from portal.messages import CONSOLE
+from portal.models import (
+    AuditEntry,
+    Event,
+    Filing,
+    FilingStatus,
+    MessageStatus,
+    Provider,
+    Province,
+    SmsMessage,
+    Verification,
+    VerifyAttempt,
+)
+from portal.resend import resend_verification
+
+PAGE_SIZE = 25
+CSV_LIMIT = 50_000
+CLOSE_TO_DEADLINE = timedelta(hours=2)
+
+
+@bp.get("/")
+def dashboard():
+    now = utcnow()
+    today = _shanghai_midnight(shanghai_date(now))
+    week = today - timedelta(days=6)
+    return render_template(
+        "admin/dashboard.html",
+        today=_count_by(Filing.status, Filing.created_at >= today),
+        week=_count_by(Filing.status, Filing.created_at >= week),
+        returned=_count_by(
+            Filing.return_reason, Filing.status == FilingStatus.RETURNED, Filing.created_at >= week
+        ),
+        closing=db.session.scalars(
+            sa.select(Filing)
+            .where(
+                Filing.status == FilingStatus.PENDING_VERIFICATION,
+                Filing.deadline > now,
+                Filing.deadline <= now + CLOSE_TO_DEADLINE,
+            )
+            .order_by(Filing.deadline)
+            .limit(50)
+        ).all(),
+        failed_sms=db.session.execute(
+            sa.select(SmsMessage, Verification)
+            .join(Verification)
+            .where(SmsMessage.status == MessageStatus.FAILED)
+            .order_by(SmsMessage.created_at.desc())
+            .limit(50)
+        ).all(),
+    )
+
+
+def _count_by(column, *conditions) -> dict[str, int]:
+    rows = db.session.execute(
+        sa.select(column, sa.func.count()).select_from(Filing).where(*conditions).group_by(column)
+    )
+    return dict(rows.all())
+
+
+def _shanghai_midnight(day) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=SHANGHAI)
+
+
+@bp.get("/filings")
+def filings():
+    form = _search_form()
+    page = max(request.args.get("page", 1, type=int), 1)
+    statement = _search(form)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(statement.subquery()))
+    rows = db.session.scalars(
+        statement.order_by(Filing.created_at.desc(), Filing.id)
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    ).all()
+    template = "admin/_filings_table.html" if _htmx() else "admin/filings.html"
+    context = {"form": form, "rows": rows, "page": page, "total": total, "page_size": PAGE_SIZE}
+    return render_template(template, **context), 200, {"Vary": "HX-Request"}
+
+
+@bp.get("/filings.csv")
+def filings_csv():
+    form = _search_form()
+    rows = db.session.scalars(_search(form).order_by(Filing.created_at).limit(CSV_LIMIT))
+    sink = io.StringIO()
+    writer = csv.writer(sink)
+    writer.writerow(
+        [
+            "id",
+            "reference",
+            "province",
+            "type",
+            "status",
+            "return_reason",
+            "created_at",
+            "deadline",
+            "provider",
+            "phones",
+        ]
+    )
+    for filing in rows:
+        described = describe(filing)
+        writer.writerow(
+            [
+                described.id,
+                described.reference,
+                described.province,
+                described.type,
+                described.status,
+                described.return_reason or "",
+                described.created_at,
+                described.deadline or "",
+                filing.provider_id,
+                " ".join(v.phone for v in described.verifications),
+            ]
+        )
+    return Response(
+        "\ufeff" + sink.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=filings.csv"},
+    )
+
+
+def _search_form() -> FilingSearchForm:
+    form = FilingSearchForm(request.args)
+    form.provider.choices = [SelectChoice("", "全部")] + [
+        SelectChoice(str(p.id), p.name)
+        for p in db.session.scalars(sa.select(Provider).order_by(Provider.name))
+    ]
+    form.province.choices = [SelectChoice("", "全部")] + [
+        SelectChoice(p.slug, p.name)
+        for p in db.session.scalars(sa.select(Province).order_by(Province.slug))
+    ]
+    form.validate()
+    return form
+
+
+def _search(form: FilingSearchForm) -> sa.Select:
+    statement = sa.select(Filing)
+    value = {field.name: field.data for field in form if not field.errors}
+    if value.get("reference"):
+        statement = statement.where(Filing.reference == value["reference"].strip())
+    if value.get("phone"):
+        by_phone = sa.select(Verification.filing_id).where(
+            Verification.phone == value["phone"].strip()
+        )
+        statement = statement.where(Filing.id.in_(by_phone))
+    if value.get("status"):
+        statement = statement.where(Filing.status == value["status"])
+    if value.get("provider"):
+        statement = statement.where(Filing.provider_id == int(value["provider"]))
+    if value.get("province"):
+        statement = statement.where(Filing.province_slug == value["province"])
+    if value.get("created_from"):
+        statement = statement.where(Filing.created_at >= _shanghai_midnight(value["created_from"]))
+    if value.get("created_to"):
+        end = _shanghai_midnight(value["created_to"]) + timedelta(days=1)
+        statement = statement.where(Filing.created_at < end)
+    return statement
+
+
+@bp.get("/filings/<filing_id>")
+def filing(filing_id: str):
+    found = _filing_or_404(filing_id)
+    verification_ids = [v.id for v in found.verifications]
+    return render_template(
+        "admin/filing.html",
+        filing=found,
+        provider=db.session.get(Provider, found.provider_id),
+        timeline=_timeline(found, verification_ids),
+        reason_form=ReasonForm(),
+    )
+
+
+def _timeline(filing: Filing, verification_ids: list[int]) -> list[dict]:
+    phone_of = {v.id: v.phone for v in filing.verifications}
+    entries = [{"at": filing.created_at, "what": "submitted", "filing": filing}]
+    for message in db.session.scalars(
+        sa.select(SmsMessage).where(SmsMessage.verification_id.in_(verification_ids))
+    ):
+        entries.append(
+            {
+                "at": message.created_at,
+                "what": "sms",
+                "message": message,
+                "phone": phone_of[message.verification_id],
+            }
+        )
+    for attempt in db.session.scalars(
+        sa.select(VerifyAttempt).where(VerifyAttempt.verification_id.in_(verification_ids))
+    ):
+        entries.append(
+            {
+                "at": attempt.attempted_at,
+                "what": "attempt",
+                "attempt": attempt,
+                "phone": phone_of[attempt.verification_id],
+            }
+        )
+    for event in db.session.scalars(sa.select(Event).where(Event.filing_id == filing.id)):
+        entries.append({"at": event.occurred_at, "what": "event", "event": event})
+    return sorted(entries, key=lambda entry: entry["at"])
+
+
+@bp.post("/filings/<filing_id>/verifications/<int:verification_id>/resend")
+def resend(filing_id: str, verification_id: int):
+    found = _filing_or_404(filing_id)
+    verification = db.session.scalar(
+        sa.select(Verification).where(
+            Verification.id == verification_id, Verification.filing_id == found.id
+        )
+    )
+    if verification is None:
+        abort(404)
+    now = utcnow()
+    before = {"resend_count": verification.resend_count}
+    outcome = resend_verification(verification, found.province, now)
+    audit.record(
+        current_user,
+        "resend",
+        f"filing {found.id} phone {verification.phone[:3]}****",
+        now,
+        province_slug=found.province_slug,
+        before=before,
+        after={"outcome": outcome.name},
+    )
+    jobs.commit()
+    flash(outcome.message)
+    return redirect(url_for("admin.filing", filing_id=found.id))
+
+
+@bp.post("/filings/<filing_id>/<any(approve, reject):decision>")
+def decide(filing_id: str, decision: str):
+    found = _filing_or_404(filing_id)
+    form = ReasonForm()
+    if not form.validate():
+        flash(CONSOLE["reason_required"])
+        return redirect(url_for("admin.filing", filing_id=found.id))
+    now = utcnow()
+    before = {"status": found.status}
+    try:
+        (review.approve if decision == "approve" else review.reject)(found, form.reason.data, now)
+    except review.NotUnderReview:
+        db.session.rollback()
+        flash(CONSOLE["not_under_review"])
+        return redirect(url_for("admin.filing", filing_id=found.id))
+    audit.record(
+        current_user,
+        decision,
+        f"filing {found.id}",
+        now,
+        province_slug=found.province_slug,
+        before=before,
+        after={"status": found.status, "note": form.reason.data},
+    )
+    jobs.commit()
+    flash(CONSOLE["approved" if decision == "approve" else "rejected"])
+    return redirect(url_for("admin.filing", filing_id=found.id))
+
+
+@bp.get("/audit")
+def audit_log():
+    page = max(request.args.get("page", 1, type=int), 1)
+    entries = db.session.scalars(
+        sa.select(AuditEntry)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    ).all()
+    return render_template("admin/audit.html", entries=entries, page=page, page_size=PAGE_SIZE)
+
+
+def _filing_or_404(filing_id: str) -> Filing:
+    found = db.session.scalar(sa.select(Filing).where(Filing.id == filing_id))
+    if found is None:
+        abort(404)
+    return found
+
+
+def _htmx() -> bool:
+    return bool(request.headers.get("HX-Request")) and not request.headers.get(
+        "HX-History-Restore-Request"
+    )

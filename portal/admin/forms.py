@@ -1,0 +1,80 @@
+"""The console's forms."""
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
+
+from portal.messages import LABELS
+from portal.models import FilingStatus
+
+
+class SignInForm(FlaskForm):
+    username = StringField("用户名", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("密码", validators=[DataRequired(), Length(max=256)])
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField("当前密码", validators=[DataRequired()])
+    new = PasswordField("新密码", validators=[DataRequired(), Length(max=256)])
+
+
+class ReasonForm(FlaskForm):
+    reason = TextAreaField("理由", validators=[DataRequired("请填写理由。"), Length(max=500)])
+
+
+class RolloutForm(FlaskForm):
+    live_from = DateField("开通日期", validators=[Optional()])
+    code_validity_hours = IntegerField(
+        "验证码有效期（小时）", validators=[InputRequired(), NumberRange(1, 168)]
+    )
+    resend_limit = IntegerField("手动重发上限", validators=[InputRequired(), NumberRange(0, 10)])
+
+
+class RuleForm(FlaskForm):
+    verification_required = BooleanField("需要短信核验")
+
+
+class ProviderForm(FlaskForm):
+    name = StringField("接入商名称", validators=[DataRequired(), Length(max=128)])
+    callback_url = StringField(
+        "回调地址", validators=[Optional(), URL(require_tld=False), Length(max=2048)]
+    )
+
+
+class CallbackForm(FlaskForm):
+    callback_url = StringField(
+        "回调地址", validators=[Optional(), URL(require_tld=False), Length(max=2048)]
+    )
+
+
+class AccountForm(FlaskForm):
+    username = StringField("用户名", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("初始密码", validators=[DataRequired(), Length(max=256)])
+    province = SelectField("省份", validators=[DataRequired()])
+
+
+class FilingSearchForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    reference = StringField("订单号", validators=[Optional(), Length(max=64)])
+    phone = StringField("手机号码", validators=[Optional(), Length(max=11)])
+    status = SelectField(
+        "状态",
+        choices=[SelectChoice("", "全部")]
+        + [SelectChoice(s.value, LABELS[s.value]) for s in FilingStatus],
+        validators=[Optional()],
+    )
+    provider = SelectField("接入商", coerce=str, validators=[Optional()])
+    created_from = DateField("提交日期从", validators=[Optional()])
+    created_to = DateField("至", validators=[Optional()])
+    province = SelectField("省份", validators=[Optional()])
