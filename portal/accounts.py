@@ -57,11 +57,15 @@ def check_password_strength(password: str) -> None:
 
 
 def change_password(admin: Admin, current: str, new: str) -> None:
-    """A new password also signs out the account's other sessions."""
     if not check_password_hash(admin.password_hash, current):
         raise AccountError(CONSOLE["wrong_current_password"])
-    check_password_strength(new)
-    admin.password_hash = generate_password_hash(new)
+    reset_password(admin, new)
+
+
+def reset_password(admin: Admin, password: str) -> None:
+    """A new password also signs out the account's other sessions."""
+    check_password_strength(password)
+    admin.password_hash = generate_password_hash(password)
     admin.session_token = secrets.token_urlsafe(32)
 
 

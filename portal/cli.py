@@ -33,12 +33,14 @@ def create_provider(name: str, callback_url: str | None) -> None:
 
 @click.command("demo")
 def load_demo() -> None:
-    """Load demo data: a provider (its API key printed) and a few filings awaiting their codes."""
-    api_key, filings = demo.load(utcnow())
-    click.echo(f"demo provider API key: {api_key}")
-    for filing in filings:
+    """Load demo data: a provider, console accounts and a few filings awaiting their codes."""
+    loaded = demo.load(utcnow())
+    click.echo(f"demo provider API key: {loaded.api_key}")
+    for filing in loaded.filings:
         click.echo(f"filing {filing.reference} in {filing.province_slug}: {filing.status}")
     click.echo("codes are in the development SMS inbox: /dev/sms")
+    names = " and ".join(demo.DEMO_ADMINS)
+    click.echo(f"console /admin/: {names}, password {loaded.admin_password}")
 
 
 admins_cli = AppGroup("admins", help="Console accounts.")

@@ -1,13 +1,15 @@
 """Demo data for the embedded default: a provider and a few filings whose codes go to `/dev/sms`."""
 
+import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import jobs, providers
+from portal import accounts, jobs, providers
 from portal.extensions import db
 from portal.filings import submit
-from portal.models import Filing, Provider
+from portal.models import Admin, Filing, Provider
 from portal.schemas import FilingIn
 
 DEMO_PROVIDER = "演示接入商"
@@ -45,13 +47,30 @@ FILINGS = [
 ]
 
 
-def load(now: datetime) -> tuple[str, list[Filing]]:
-    """Idempotent: run again, it rotates the demo key and adds no filing twice."""
+DEMO_ADMINS = {"demo-national": None, "demo-tianjin": "tianjin"}
+
+
+@dataclass(frozen=True)
+class Demo:
+    api_key: str
+    admin_password: str
+    filings: list[Filing]
+
+
+def load(now: datetime) -> Demo:
+    """Idempotent: run again, it rotates the demo secrets and adds no filing twice."""
     provider = db.session.scalar(sa.select(Provider).where(Provider.name == DEMO_PROVIDER))
     if provider is None:
         provider, api_key = providers.create(DEMO_PROVIDER, None, now)
     else:
         api_key = providers.rotate_key(provider)
     filings = [submit(provider, FilingIn.model_validate(body), now)[0] for body in FILINGS]
+    password = secrets.token_urlsafe(9)
+    for username, province in DEMO_ADMINS.items():
+        admin = db.session.scalar(sa.select(Admin).where(Admin.username == username))
+        if admin is None:
+            accounts.create(username, password, province, now)
+        else:
+            accounts.reset_password(admin, password)
     jobs.commit()
-    return api_key, filings
+    return Demo(api_key, password, filings)

@@ -15,6 +15,8 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from redis import Redis
+from rq import Queue
 
 from portal import create_app, providers
 from portal.clock import utcnow
@@ -178,3 +180,24 @@ def clock(monkeypatch):
     for module in ("portal.jobs", "portal.api", "portal.cli", "provinces.pages"):
         monkeypatch.setattr(f"{module}.utcnow", frozen)
     return frozen
+
+
+@pytest.fixture
+def redis_connection():
+    """The test Redis (db 15), empty before and after."""
+    connection = Redis.from_url(REDIS_TEST_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def on_rq(env, redis_connection) -> None:
+    """Jobs go to RQ on the test Redis (set before `app` is built)."""
+    env["REDIS_URL"] = REDIS_TEST_URL
+
+
+@pytest.fixture
+def queue(on_rq, app) -> Queue:
+    return app.extensions["rq_queue"]

@@ -1,6 +1,10 @@
 """Test data: valid principals and filings, and reading the applicant forms."""
 
+import json
 import re
+from pathlib import Path
+
+from rq import Queue, SimpleWorker
 
 CAPTCHA = "TEST"
 
@@ -40,3 +44,18 @@ def form_fields(page: str) -> dict[str, str]:
         name: re.search(rf'name="{name}" type="hidden" value="([^"]*)"', page).group(1)
         for name in ("csrf_token", "captcha_id")
     }
+
+
+def sent_texts(sms_file_path: str) -> list[dict]:
+    """What the `file` SMS backend has sent: one dict (`to`, `text`, ...) per text."""
+    path = Path(sms_file_path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def run_worker(queue: Queue, max_jobs: int = 50) -> None:
+    """Run every queued job (and due retries) in this process; bounded so a loop cannot hang."""
+    SimpleWorker([queue], connection=queue.connection).work(
+        burst=True, with_scheduler=True, max_jobs=max_jobs
+    )

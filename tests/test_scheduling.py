@@ -5,12 +5,10 @@ sends what was accepted while Redis was down."""
 import json
 import threading
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.cron import CronScheduler
 
 from portal import jobs, schedule, sweeps
@@ -19,8 +17,7 @@ from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification
 from portal.verification import verify
-from tests.conftest import REDIS_TEST_URL
-from tests.factories import ID_A, new_filing_body
+from tests.factories import ID_A, new_filing_body, run_worker, sent_texts
 
 PHONES = ["13900000001", "13900000002"]
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
@@ -46,39 +43,6 @@ def filing_state(filing_id: str) -> tuple[str, str | None, list[str], list[Event
 def deadline_of(filing_id: str) -> datetime:
     db.session.rollback()
     return db.session.get(Filing, filing_id).deadline
-
-
-def sent_lines(env) -> list[dict]:
-    path = Path(env["SMS_FILE_PATH"])
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def run_worker(queue: Queue) -> None:
-    SimpleWorker([queue], connection=queue.connection).work(
-        burst=True, with_scheduler=True, max_jobs=50
-    )
-
-
-@pytest.fixture
-def redis_connection():
-    connection = Redis.from_url(REDIS_TEST_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
-
-
-@pytest.fixture
-def on_rq(env, redis_connection) -> None:
-    """Jobs go to RQ on the test Redis (set before `app` is built)."""
-    env["REDIS_URL"] = REDIS_TEST_URL
-
-
-@pytest.fixture
-def queue(on_rq, app) -> Queue:
-    return app.extensions["rq_queue"]
 
 
 @pytest.fixture
@@ -121,7 +85,7 @@ def test_sweep_command_sends_the_noon_resend(app, clock, submit_filing, sent_cod
         "noon_resent": 2,
         "relayed": 0,
     }
-    assert sorted(line["to"] for line in sent_lines(env)) == sorted(PHONES * 2)
+    assert sorted(line["to"] for line in sent_texts(env["SMS_FILE_PATH"])) == sorted(PHONES * 2)
     assert sent_codes() == codes
 
 
@@ -258,7 +222,7 @@ def test_texts_accepted_while_redis_was_down_are_sent_once_after_the_relay(
         sa.select(SmsMessage).join(Verification).where(Verification.filing_id == filing_id)
     ).all()
     assert [m.status for m in messages] == [MessageStatus.QUEUED] * 2
-    assert sent_lines(env) == []
+    assert sent_texts(env["SMS_FILE_PATH"]) == []
 
     queue = Queue("default", connection=redis_connection)
     monkeypatch.setitem(app.extensions, "rq_queue", queue)
@@ -267,7 +231,7 @@ def test_texts_accepted_while_redis_was_down_are_sent_once_after_the_relay(
     assert jobs.relay(later) == 0, "a second relay does not queue them again while they wait"
     run_worker(queue)
 
-    assert sorted(line["to"] for line in sent_lines(env)) == PHONES
+    assert sorted(line["to"] for line in sent_texts(env["SMS_FILE_PATH"])) == PHONES
     db.session.rollback()
     assert [db.session.get(SmsMessage, m.id).status for m in messages] == [MessageStatus.SENT] * 2
     assert jobs.relay(later + timedelta(hours=1)) == 0

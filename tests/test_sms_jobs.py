@@ -7,20 +7,17 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from portal import jobs, keys
 from portal.clock import iso_shanghai
 from portal.extensions import db
 from portal.models import Filing, MessageStatus, SmsMessage, Verification
-from tests.conftest import REDIS_TEST_URL
-from tests.factories import ID_A, ID_B, new_filing_body, principal
+from tests.factories import ID_A, ID_B, new_filing_body, principal, run_worker, sent_texts
 
 PUBLIC_BASE_URL = "https://beian.example.cn"
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
@@ -57,37 +54,10 @@ def messages_of(filing_id: str) -> list[SmsMessage]:
     ).all()
 
 
-def sent_lines(env) -> list[dict]:
-    path = Path(env["SMS_FILE_PATH"])
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def run_worker(queue: Queue, max_jobs: int = 50) -> None:
-    """Run every job queued, in this process and app context; bounded so a loop cannot hang."""
-    SimpleWorker([queue], connection=queue.connection).work(burst=True, max_jobs=max_jobs)
-
-
 @pytest.fixture
-def redis_connection():
-    connection = Redis.from_url(REDIS_TEST_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
-
-
-@pytest.fixture
-def on_rq(env, redis_connection) -> None:
-    """Jobs go to RQ on the test Redis (set before `app` is built)."""
-    env["REDIS_URL"] = REDIS_TEST_URL
+def on_rq(on_rq, env) -> None:
+    """On RQ, with a public base URL for the links in the texts."""
     env["PUBLIC_BASE_URL"] = PUBLIC_BASE_URL
-
-
-@pytest.fixture
-def queue(on_rq, app) -> Queue:
-    return app.extensions["rq_queue"]
 
 
 @pytest.fixture
@@ -170,7 +140,7 @@ def test_submission_queues_one_job_per_distinct_phone_and_sends_nothing_yet(
     queued = queue.get_jobs()
     assert {job.func_name for job in queued} == {"portal.jobs.deliver_sms"}
     assert sorted(job.args for job in queued) == [(message.id,) for message in messages]
-    assert sent_lines(env) == []
+    assert sent_texts(env["SMS_FILE_PATH"]) == []
     assert [message.status for message in messages] == [MessageStatus.QUEUED] * 2
     assert filing["deadline"] is None
 
@@ -182,7 +152,7 @@ def test_worker_sends_each_phone_its_code_with_the_province_and_link(
 
     run_worker(queue)
 
-    lines = sent_lines(env)
+    lines = sent_texts(env["SMS_FILE_PATH"])
     assert sorted(line["to"] for line in lines) == ["13900000001", "13900000002"]
     verifications = {v.phone: v for v in db.session.scalars(sa.select(Verification))}
     for line in lines:
@@ -241,7 +211,7 @@ def test_delivering_a_sent_message_again_sends_nothing(queue, submit_filing, env
     queue.enqueue(jobs.deliver_sms, message.id)
     run_worker(queue)
 
-    assert len(sent_lines(env)) == 1
+    assert len(sent_texts(env["SMS_FILE_PATH"])) == 1
     (again,) = messages_of(filing["id"])
     assert (again.status, again.attempts) == (MessageStatus.SENT, 1)
 
@@ -338,7 +308,7 @@ def test_redis_unreachable_at_enqueue_still_accepts_the_filing(redis_down, clien
     filing = response.get_json()
     messages = messages_of(filing["id"])
     assert [(m.status, m.attempts) for m in messages] == [(MessageStatus.QUEUED, 0)] * 2
-    assert sent_lines(env) == []
+    assert sent_texts(env["SMS_FILE_PATH"]) == []
     assert db.session.get(Filing, filing["id"]).status == "pending_verification"
 
 
@@ -353,7 +323,10 @@ def test_texts_accepted_while_redis_was_down_go_out_on_the_next_relay(
     jobs.relay(later)
     run_worker(queue)
 
-    assert sorted(line["to"] for line in sent_lines(env)) == ["13900000001", "13900000002"]
+    assert sorted(line["to"] for line in sent_texts(env["SMS_FILE_PATH"])) == [
+        "13900000001",
+        "13900000002",
+    ]
     assert [m.status for m in messages_of(filing["id"])] == [MessageStatus.SENT] * 2
 
 

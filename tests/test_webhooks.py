@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import JobStatus
 from rq.utils import current_timestamp
 
@@ -20,8 +20,7 @@ from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Event
 from portal.verification import verify
-from tests.conftest import REDIS_TEST_URL
-from tests.factories import ID_A, ID_B
+from tests.factories import ID_A, ID_B, run_worker
 from tests.servers import Endpoint
 
 # The two phones of the standard filing (`new_filing_body`) and their ID numbers.
@@ -45,12 +44,6 @@ def the_event(filing_id: str) -> Event:
     return event
 
 
-def run_worker(queue: Queue) -> None:
-    SimpleWorker([queue], connection=queue.connection).work(
-        burst=True, with_scheduler=True, max_jobs=50
-    )
-
-
 def wait_until_due(queue: Queue, job_id: str, limit_seconds: float = 2.5) -> None:
     """Until RQ's scheduler would move the job back onto the queue (its time is whole seconds)."""
     give_up = time.monotonic() + limit_seconds
@@ -71,26 +64,6 @@ def callback(provider):
             return endpoint
 
         yield start
-
-
-@pytest.fixture
-def redis_connection():
-    connection = Redis.from_url(REDIS_TEST_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
-
-
-@pytest.fixture
-def on_rq(env, redis_connection) -> None:
-    """Jobs go to RQ on the test Redis (set before `app` is built)."""
-    env["REDIS_URL"] = REDIS_TEST_URL
-
-
-@pytest.fixture
-def queue(on_rq, app) -> Queue:
-    return app.extensions["rq_queue"]
 
 
 # In-process mode (no REDIS_URL)

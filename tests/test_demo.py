@@ -1,0 +1,42 @@
+"""The embedded default's demo data: what a newcomer's first `make run` shows."""
+
+import re
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models import Filing
+
+
+def run_demo(app) -> str:
+    result = app.test_cli_runner().invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_demo_loads_filings_whose_codes_reach_the_inbox(app, client, sent_codes):
+    output = run_demo(app)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Filing)) == 3
+    assert set(sent_codes()) == {"13900000001", "13900000002", "13900000003"}
+    inbox = client.get("/dev/sms").get_data(as_text=True)
+    assert all(code in inbox for code in sent_codes().values())
+    key = re.search(r"API key: (\S+)", output).group(1)
+    listed = client.get("/api/v1/filings/none", headers={"Authorization": f"Bearer {key}"})
+    assert listed.status_code == 404, "the printed key is accepted"
+
+
+def test_demo_runs_again_without_duplicates_and_with_fresh_secrets(app):
+    first, second = run_demo(app), run_demo(app)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Filing)) == 3
+    assert re.search(r"API key: (\S+)", first).group(1) != re.search(
+        r"API key: (\S+)", second
+    ).group(1)
+
+
+def test_demo_console_accounts_sign_in(app, client):
+    password = re.search(r"password (\S+)", run_demo(app)).group(1)
+    page = client.get("/admin/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    data = {"csrf_token": token, "username": "demo-tianjin", "password": password}
+    assert client.post("/admin/login", data=data).status_code == 302
+    assert "DEMO-TJ-1" in client.get("/admin/filings").get_data(as_text=True)
