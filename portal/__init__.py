@@ -12,7 +12,7 @@ from rq import Queue
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal import admin, api, cli, devsms, headers, jobs, limits, logs, settings
+from portal import admin, api, cli, devsms, headers, jobs, limits, logs, operations, settings
 from portal.extensions import csrf, db, migrate
 from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
 from portal.sms import backend_from_config
@@ -38,6 +38,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     csrf.init_app(app)
     limits.init_app(app)
     headers.init_app(app)
+    operations.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)

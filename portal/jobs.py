@@ -11,14 +11,16 @@ Redis was down, or a retry lost with a worker, still goes out.
 import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 from redis.exceptions import RedisError
-from rq import Retry
+from rq import Queue, Retry
+from sqlalchemy.orm import joinedload
 
-from portal import keys, webhooks
+from portal import keys, operations, webhooks
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
@@ -39,6 +41,12 @@ CLAIM = timedelta(seconds=60)
 # With RQ, the relay leaves a row this long past its due time to RQ's own retry first.
 RQ_GRACE = timedelta(minutes=5)
 RELAY_BATCH = 1000
+# Texts a batch job claims and sends at once, over one keep-alive session, `SEND_THREADS` at a
+# time (a real gateway answers in tens of milliseconds: sending one by one would wait on it).
+SMS_BATCH = 200
+SEND_THREADS = 16
+# A commit asking for more texts than this queues them as batch jobs; fewer, one job each.
+BATCH_ABOVE = 10
 
 
 def after_commit(func: Callable, row_id) -> None:
@@ -46,11 +54,29 @@ def after_commit(func: Callable, row_id) -> None:
 
 
 def commit() -> None:
-    """Commit the session, then queue the jobs it asked for."""
+    """Commit the session, then queue the jobs it asked for (many texts as batch jobs)."""
     queued = db.session.info.pop("after_commit", [])
     db.session.commit()
+    texts = [row_id for func, row_id in queued if func is deliver_sms]
+    if len(texts) > BATCH_ABOVE:
+        enqueue_sms_batches(texts)
+        queued = [(func, row_id) for func, row_id in queued if func is not deliver_sms]
     for func, row_id in queued:
         enqueue(func, row_id)
+
+
+def enqueue_sms_batches(message_ids: list[int]) -> None:
+    """Queue texts `SMS_BATCH` to a job, pipelined (a noon resend or a relay of thousands)."""
+    batches = [message_ids[i : i + SMS_BATCH] for i in range(0, len(message_ids), SMS_BATCH)]
+    queue = current_app.extensions.get("rq_queue")
+    if queue is None:
+        for batch in batches:
+            _run_in_process(deliver_sms_batch, batch)
+        return
+    try:
+        queue.enqueue_many([Queue.prepare_data(deliver_sms_batch, (batch,)) for batch in batches])
+    except RedisError:
+        log.warning("could not queue %d texts; the relay will queue them later", len(message_ids))
 
 
 def enqueue(func: Callable, row_id) -> None:
@@ -134,9 +160,11 @@ def deliver_sms(message_id: int) -> None:
         if not retry:
             message.status = MessageStatus.FAILED
         db.session.commit()
+        (operations.SMS_RETRIED if retry else operations.SMS_FAILED).inc()
         if retry:
             raise
         return
+    operations.SMS_SENT.inc()
     sent_at = utcnow()
     message.status = MessageStatus.SENT
     message.sent_at = sent_at
@@ -145,6 +173,124 @@ def deliver_sms(message_id: int) -> None:
         verification.filing_id, sent_at + timedelta(hours=province.code_validity_hours)
     )
     db.session.commit()
+
+
+@in_app_context
+def deliver_sms_batch(message_ids: list[int]) -> None:
+    """`deliver_sms` for many texts: one claim, sends in parallel, one commit.
+
+    The claim is `deliver_sms`'s, set-wise: one `UPDATE … WHERE status = 'queued' RETURNING`
+    takes every text still to send, so two jobs never both hold one. A text that fails is
+    scheduled like `deliver_sms` schedules it and handed to a job of its own for its retry.
+    """
+    now = utcnow()
+    claimed = _claim_texts(message_ids, now)
+    if not claimed:
+        return
+    outcomes = _send_all(claimed)
+    sent = [message for message, error in outcomes if error is None]
+    _mark_sent(sent, utcnow())
+    retries = []
+    for message, error in outcomes:
+        if error is not None and _fail(message, error, utcnow()):
+            retries.append(message)
+    db.session.commit()
+    for message in retries:
+        _retry_later(message)
+
+
+def _claim_texts(message_ids: list[int], now: datetime) -> list[SmsMessage]:
+    claimed = list(
+        db.session.scalars(
+            sa.update(SmsMessage)
+            .where(SmsMessage.id.in_(message_ids), SmsMessage.status == MessageStatus.QUEUED)
+            .values(attempts=SmsMessage.attempts + 1, next_attempt_at=now + CLAIM)
+            .returning(SmsMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    db.session.commit()
+    if not claimed:
+        return []
+    return list(
+        db.session.scalars(
+            sa.select(SmsMessage)
+            .where(SmsMessage.id.in_(claimed))
+            .options(joinedload(SmsMessage.verification))
+            .execution_options(populate_existing=True)
+        ).unique()
+    )
+
+
+def _send_all(messages: list[SmsMessage]) -> list[tuple[SmsMessage, Exception | None]]:
+    """Each text's outcome; the texts are written here, the sending runs on threads."""
+    base_url = current_app.config["PUBLIC_BASE_URL"]
+    provinces = {p.slug: p for p in db.session.scalars(sa.select(Province))}
+    backend = current_app.extensions["sms"]
+    texts = []
+    for message in messages:
+        verification = message.verification
+        province = provinces[verification.province_slug]
+        code = keys.unseal(verification.code_sealed)
+        texts.append((verification.phone, code_text(province, code, base_url), f"sms-{message.id}"))
+
+    def send(text: tuple[str, str, str]) -> Exception | None:
+        try:
+            backend.send(*text)
+        except Exception as error:
+            return error
+        return None
+
+    with ThreadPoolExecutor(max_workers=SEND_THREADS) as pool:
+        return list(zip(messages, pool.map(send, texts), strict=True))
+
+
+def _mark_sent(sent: list[SmsMessage], sent_at: datetime) -> None:
+    if not sent:
+        return
+    db.session.execute(
+        sa.update(SmsMessage)
+        .where(SmsMessage.id.in_([message.id for message in sent]))
+        .values(status=MessageStatus.SENT, sent_at=sent_at, next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    operations.SMS_SENT.inc(len(sent))
+    by_validity: dict[int, list[str]] = {}
+    provinces = {p.slug: p.code_validity_hours for p in db.session.scalars(sa.select(Province))}
+    for message in sent:
+        verification = message.verification
+        hours = provinces[verification.province_slug]
+        by_validity.setdefault(hours, []).append(verification.filing_id)
+    for hours, filing_ids in by_validity.items():
+        db.session.execute(
+            sa.update(Filing)
+            .where(Filing.id.in_(filing_ids), Filing.deadline.is_(None))
+            .values(deadline=sent_at + timedelta(hours=hours))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
+    """Record a failed attempt as `deliver_sms` does; true when another is left."""
+    message.last_error = f"{type(error).__name__}: {error}"[:500]
+    retry = _schedule_retry(message, SMS_RETRY_DELAYS, now)
+    if not retry:
+        message.status = MessageStatus.FAILED
+    (operations.SMS_RETRIED if retry else operations.SMS_FAILED).inc()
+    return retry
+
+
+def _retry_later(message: SmsMessage) -> None:
+    queue = current_app.extensions.get("rq_queue")
+    if queue is None:
+        return  # in-process: the relay queues it again when it is due
+    left = SMS_RETRY_DELAYS[message.attempts :]
+    delay = SMS_RETRY_DELAYS[message.attempts - 1]
+    retry = Retry(max=len(left), interval=list(left)) if left else None
+    try:
+        queue.enqueue_in(timedelta(seconds=delay), deliver_sms, message.id, retry=retry)
+    except RedisError:
+        log.warning("could not queue a retry of text %r; the relay will", message.id)
 
 
 def _start_the_clock(filing_id: str, deadline: datetime) -> None:
@@ -177,6 +323,14 @@ def deliver_event(event_id: str) -> None:
 
 
 @in_app_context
+def refill_captchas() -> int:
+    """Top up the pool of ready-made captcha images (queued by a page that finds it low)."""
+    from portal import captchas
+
+    return captchas.refill_pool()
+
+
+@in_app_context
 def sweep() -> dict[str, int]:
     """The periodic job: expiry, the noon resend, and the relay of anything undelivered."""
     from portal import sweeps  # sweeps queue jobs themselves
@@ -197,8 +351,11 @@ def relay(now: datetime) -> int:
     message_ids = _take_due(SmsMessage, SmsMessage.status == MessageStatus.QUEUED, now, grace)
     event_ids = _take_due(Event, Event.delivered_at.is_(None), now, grace)
     db.session.commit()
-    for message_id in message_ids:
-        enqueue(deliver_sms, message_id)
+    if len(message_ids) > BATCH_ABOVE:
+        enqueue_sms_batches(message_ids)
+    else:
+        for message_id in message_ids:
+            enqueue(deliver_sms, message_id)
     for event_id in event_ids:
         enqueue(deliver_event, event_id)
     return len(message_ids) + len(event_ids)

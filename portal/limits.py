@@ -45,7 +45,7 @@ MISSES_PER_PHONE = parse("5 per 2 hours")
 _PHONE = re.compile(PHONE_PATTERN, re.ASCII)
 
 FORM_VIEWS = {"verify_page", "resend_page"}
-PAGE_VIEWS = {"verify_page", "resend_page", "captcha_image"}
+PAGE_VIEWS = {"verify_page", "resend_page", "captcha_image", "captcha_refresh"}
 
 __all__ = ["RateLimitExceeded", "init_app", "reserve_miss", "refund_miss", "retry_after"]
 

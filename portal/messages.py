@@ -32,6 +32,8 @@ FIELD_ERRORS = {
 }
 
 PENDING_PHONES_LABEL = "尚待核验的手机号码："
+# Said in the result region when a form comes back with field errors, so it is announced too.
+FORM_ERRORS_LABEL = "请更正标出的内容后重新提交。"
 
 SMS_TEXT = (
     "【{authority}】您的备案短信核验码为{code}，{hours}小时内有效。"

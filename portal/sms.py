@@ -44,6 +44,8 @@ class HttpBackend:
         self.url = url
         self.timeout = timeout
         self.http = requests.Session()
+        # Batch jobs send on several threads over this one session: a connection each.
+        self.http.mount(self.url, requests.adapters.HTTPAdapter(pool_maxsize=32))
 
     def send(self, to: str, text: str, message_id: str) -> None:
         response = self.http.post(

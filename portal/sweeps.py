@@ -24,12 +24,29 @@ from portal.models import (
 )
 
 
+# Filings returned per statement: bounded memory and parameter lists (PostgreSQL takes at most
+# 65,535 parameters a statement) however many fall due at once.
+EXPIRE_CHUNK = 10_000
+
+
 def expire(now: datetime) -> list[str]:
     """Return every filing still pending at its deadline; their pending verifications expire."""
+    returned: list[str] = []
+    while chunk := _expire_chunk(now):
+        returned += chunk
+        if len(chunk) < EXPIRE_CHUNK:
+            break
+    return returned
+
+
+def _expire_chunk(now: datetime) -> list[str]:
+    due = sa.and_(Filing.status == FilingStatus.PENDING_VERIFICATION, Filing.deadline <= now)
+    # Other sweeps skip the rows this one holds; the outer WHERE checks each row again.
+    chunk = sa.select(Filing.id).where(due).limit(EXPIRE_CHUNK).with_for_update(skip_locked=True)
     filing_ids = list(
         db.session.scalars(
             sa.update(Filing)
-            .where(Filing.status == FilingStatus.PENDING_VERIFICATION, Filing.deadline <= now)
+            .where(Filing.id.in_(chunk), due)
             .values(status=FilingStatus.RETURNED, return_reason=ReturnReason.EXPIRED)
             .returning(Filing.id)
             .execution_options(synchronize_session=False)

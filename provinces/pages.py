@@ -7,11 +7,13 @@ form fragment, with validation errors as 422 so htmx swaps them in.
 from collections.abc import Callable
 from datetime import datetime
 
+import sqlalchemy as sa
 from flask import (
     Blueprint,
     abort,
     g,
     make_response,
+    redirect,
     render_template,
     request,
     send_file,
@@ -19,11 +21,17 @@ from flask import (
     url_for,
 )
 
-from portal import captchas, jobs, limits
+from portal import captchas, jobs, limits, operations
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.messages import PENDING_PHONES_LABEL, PROVINCE_NOT_OPEN, SUCCESSES, Outcome
-from portal.models import Province, VerifyAttempt
+from portal.messages import (
+    FORM_ERRORS_LABEL,
+    PENDING_PHONES_LABEL,
+    PROVINCE_NOT_OPEN,
+    SUCCESSES,
+    Outcome,
+)
+from portal.models import FilingTypeRule, Province, VerifyAttempt
 from portal.personal_data import mask_address
 from portal.resend import resend
 from portal.verification import VerifyResult, verify
@@ -58,10 +66,12 @@ def resend_page():
 
 def _verify(form: VerifyForm, now: datetime) -> VerifyResult:
     if not limits.reserve_miss(form.phone.data):
+        operations.count_verify(Outcome.TOO_MANY_ATTEMPTS)
         return VerifyResult(Outcome.TOO_MANY_ATTEMPTS)
     result = verify(g.province.slug, form.phone.data, form.code.data, form.id_last6.data, now)
     if result.outcome != Outcome.NOT_FOUND:
         limits.refund_miss(form.phone.data)
+    operations.count_verify(result.outcome)
     # Matched or not, every attempt is recorded: the same insert on every path, so the
     # answer's timing does not tell a wrong ID from a wrong code (docs/security.md).
     db.session.add(
@@ -129,6 +139,37 @@ def captcha_image(challenge_id: str):
     response = send_file(png, mimetype="image/png", max_age=0)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/captcha/new")
+def captcha_refresh():
+    """A new challenge for the form on the page (htmx); without JS the link reloads the form."""
+    if not request.headers.get("HX-Request"):
+        return redirect(url_for(".verify_page"))
+    form = CaptchaFields(formdata=None)
+    form.captcha_id.data = captchas.new_challenge(utcnow())
+    db.session.commit()
+    context = {
+        "form": form,
+        "captcha_url": url_for(".captcha_image", challenge_id=form.captcha_id.data),
+        "captcha_audio_url": url_for(".captcha_audio", challenge_id=form.captcha_id.data),
+    }
+    response = make_response(render_template("province/_captcha_box.html", **context))
+    response.headers["Vary"] = "HX-Request"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.context_processor
+def page_texts() -> dict:
+    """The help beside the forms (which filing types are checked, read only when a page
+    asks) and the result region's word for a form with field errors."""
+    return {"filing_rules": _filing_rules, "form_errors_label": FORM_ERRORS_LABEL}
+
+
+def _filing_rules() -> dict[str, bool]:
+    rows = db.session.execute(sa.select(FilingTypeRule.type, FilingTypeRule.verification_required))
+    return {filing_type: required for filing_type, required in rows}
 
 
 @bp.get("/captcha/<challenge_id>.wav")
