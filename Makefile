@@ -16,8 +16,9 @@ run: $(VENV)/installed
 	$(FLASK) demo
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
+# Two workers: the suite waits on PostgreSQL, Redis and a browser as much as on Python.
 test: $(VENV)/installed services
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 services:
 	bash .ci/services

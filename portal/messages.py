@@ -92,3 +92,5 @@ LABELS = {
     "cancel_website": "注销网站",
     "cancel_access": "取消接入",
 }
+
+ROLE_LABELS = {"entity": "主体负责人", "website": "网站负责人"}

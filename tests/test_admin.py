@@ -342,7 +342,8 @@ def test_detail_page_shows_the_timeline(client, admins, tianjin_filing, sent_cod
     text = client.get(f"/admin/filings/{tianjin_filing['id']}").get_data(as_text=True)
     assert "接入商提交备案" in text
     assert text.count("首次发送") == 2
-    assert "核验提交 139****0001：NOT_FOUND，来自 127.0.0.*" in text
+    assert "核验提交 139****0001：该条验证库里找不到记录或已完成验证。（来自 127.0.0.*）" in text
+    assert "主体负责人" in text and "网站负责人（a.example.cn）" in text
     assert "13900000001" not in text, "full phone numbers are not shown"
 
 

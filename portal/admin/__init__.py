@@ -15,7 +15,7 @@ from flask_login import LoginManager, current_user
 
 from portal.admin.tenancy import serve_as
 from portal.clock import SHANGHAI
-from portal.messages import CONSOLE, LABELS
+from portal.messages import CONSOLE, LABELS, ROLE_LABELS, Outcome
 from portal.personal_data import mask_phone
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -61,6 +61,18 @@ def label(value: str | None) -> str:
 @bp.app_template_filter("shanghai")
 def shanghai(moment: datetime | None) -> str:
     return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
+
+
+@bp.app_template_filter("outcome")
+def outcome_message(name: str) -> str:
+    """A recorded verify outcome, as the applicant read it."""
+    return Outcome[name].message if name in Outcome.__members__ else name
+
+
+@bp.app_template_filter("role")
+def role(value: str) -> str:
+    part, _, domain = value.partition(":")
+    return ROLE_LABELS[part] + (f"（{domain}）" if domain else "")
 
 
 bp.add_app_template_filter(mask_phone, "masked_phone")
