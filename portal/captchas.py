@@ -67,7 +67,7 @@ def image(challenge_id: str) -> BytesIO | None:
 # CPU off the request, it does not remove it: when workers cannot keep up, pages make
 # their images on demand as the embedded default does. An image taken from the pool is
 # kept for its challenge for IMAGE_TTL and served once; asked for again, it is remade.
-POOL_SIZE = 2000
+POOL_SIZE = 2000  # the default of CAPTCHA_POOL_SIZE
 REFILL_BELOW = 500
 REFILL_BATCH = 500
 IMAGE_TTL = 60
@@ -78,6 +78,10 @@ def _redis() -> Redis | None:
     return queue.connection if queue is not None else None
 
 
+def _pool_size() -> int:
+    return current_app.config.get("CAPTCHA_POOL_SIZE", POOL_SIZE)
+
+
 def _pool_key() -> str:
     # Test answers (load runs) get a pool of their own: its images show that answer.
     return "captcha:pool:test" if current_app.config["CAPTCHA_TEST_ANSWER"] else "captcha:pool"
@@ -85,7 +89,7 @@ def _pool_key() -> str:
 
 def _take_from_pool() -> tuple[str, bytes] | None:
     redis = _redis()
-    if redis is None:
+    if redis is None or not _pool_size():
         return None
     try:
         with redis.pipeline(transaction=False) as pipe:
@@ -127,7 +131,7 @@ def refill_pool() -> int:
     if redis is None:
         return 0
     try:
-        wanted = min(POOL_SIZE - redis.llen(_pool_key()), REFILL_BATCH)
+        wanted = min(_pool_size() - redis.llen(_pool_key()), REFILL_BATCH)
         made = []
         for _ in range(max(wanted, 0)):
             answer = _new_answer()

@@ -61,8 +61,29 @@ def commit() -> None:
     if len(texts) > BATCH_ABOVE:
         enqueue_sms_batches(texts)
         queued = [(func, row_id) for func, row_id in queued if func is not deliver_sms]
+    queue = current_app.extensions.get("rq_queue")
+    if queue is not None and len(queued) > BATCH_ABOVE:
+        _enqueue_pipelined(queue, queued)
+        return
     for func, row_id in queued:
         enqueue(func, row_id)
+
+
+def _enqueue_pipelined(queue: Queue, queued: list[tuple[Callable, object]]) -> None:
+    """Many jobs in a few round trips (a sweep returning thousands of filings)."""
+    jobs = [
+        Queue.prepare_data(
+            func,
+            (row_id,),
+            retry=Retry(max=len(RETRY_DELAYS[func]), interval=list(RETRY_DELAYS[func])),
+        )
+        for func, row_id in queued
+    ]
+    try:
+        for start in range(0, len(jobs), 1000):
+            queue.enqueue_many(jobs[start : start + 1000])
+    except RedisError:
+        log.warning("could not queue %d jobs; the relay will queue them later", len(jobs))
 
 
 def enqueue_sms_batches(message_ids: list[int]) -> None:

@@ -49,6 +49,8 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         # Rate-limit counters live in Redis beside the jobs, else in this process's memory.
         "RATELIMIT_STORAGE_URI": environ.get("REDIS_URL") or "memory://",
         "TRUSTED_PROXIES": _count(environ, "TRUSTED_PROXIES"),
+        # Ready-made captcha images kept in Redis (0: every image made on demand).
+        "CAPTCHA_POOL_SIZE": int(environ.get("CAPTCHA_POOL_SIZE") or 2000),
         # Log lines as JSON objects (with the request id) unless LOG_FORMAT=text.
         "LOG_FORMAT": "text" if environ.get("LOG_FORMAT") == "text" else "json",
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),

@@ -23,7 +23,6 @@ from portal.models import (
     VerificationStatus,
 )
 
-
 # Filings returned per statement: bounded memory and parameter lists (PostgreSQL takes at most
 # 65,535 parameters a statement) however many fall due at once.
 EXPIRE_CHUNK = 10_000

@@ -1,0 +1,341 @@
+"""The benchmark of issue 6: starts the production stack, loads it with locust, writes
+docs/performance.md and docs/performance.png, and stops everything it started.
+
+    .venv/bin/python -m tests.load.bench [--duration 60] [--users 100]
+
+The stack: a fresh PostgreSQL database, Redis db 14, `flask db upgrade`, gunicorn with
+gunicorn.conf.py (production settings, rate limits off, a fixed captcha answer: see
+tests/load/bench_app.py), RQ workers, the fake SMS gateway. In the same run a bare Flask
+"hello" (tests/load/hello.py) on the same gunicorn settings is measured as the yardstick,
+and every number is given as a ratio to it.
+"""
+
+import argparse
+import csv
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import psycopg
+import requests
+from redis import Redis
+
+from tests.load.data import filing_body
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASE = "portal_bench"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PORTAL_PORT, HELLO_PORT, GATEWAY_PORT = 8101, 8102, 8103
+PROVINCES = ("tianjin", "gansu", "hainan", "zhejiang", "sichuan")
+ADMIN_PASSWORD = "bench-password-" + secrets.token_hex(4)
+# Single routes measured at saturation, beside the yardstick.
+CAPACITY_TARGETS = ("healthz", "verify_page", "captcha", "poll")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def fresh_database() -> str:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {DATABASE}")
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DATABASE}"
+
+
+def stack_env(database_url: str, metrics_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PORTAL_ENV": "production",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "SMS_BACKEND": "http",
+        "SMS_HTTP_URL": f"http://127.0.0.1:{GATEWAY_PORT}/sms",
+        "RATELIMIT_ENABLED": "false",
+        "BENCH_CAPTCHA": "TEST",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "LOG_FORMAT": "json",
+    }
+
+
+@contextmanager
+def started(command: list[str], env: dict[str, str], log: Path):
+    """A process of ours, in a session of its own; stopped (and its children) at the end."""
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def gunicorn(app: str, port: int, env: dict[str, str]) -> list[str]:
+    env["PORT"], env["HOST"] = str(port), "127.0.0.1"
+    return [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), app]
+
+
+def wait_for(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+def seed(env: dict[str, str]) -> dict[str, str]:
+    """A provider and one admin per province, in the benchmark's database."""
+    code = (
+        "import json\n"
+        "from portal import accounts, create_app, providers\n"
+        "from portal.clock import utcnow\n"
+        "from portal.extensions import db\n"
+        "app = create_app()\n"
+        "with app.app_context():\n"
+        "    _, key = providers.create('压测接入商', None, utcnow())\n"
+        f"    for slug in {PROVINCES!r}:\n"
+        f"        accounts.create('bench-' + slug, {ADMIN_PASSWORD!r}, slug, utcnow())\n"
+        "    db.session.commit()\n"
+        "print(json.dumps(key))\n"
+    )
+    key = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+        .strip('"')
+    )
+    admins = ",".join(f"bench-{slug}:{ADMIN_PASSWORD}:{slug}" for slug in PROVINCES)
+    return {"BENCH_API_KEY": key, "BENCH_ADMINS": admins, "BENCH_REDIS_URL": REDIS_URL}
+
+
+def seed_filings(base: str, api_key: str, count: int) -> str:
+    """Filings through the API (their texts reach the gateway's inbox); returns one id."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {api_key}"
+    filing_id = ""
+    for index in range(count):
+        body = filing_body("new_filing" if index % 3 else "new_website")
+        response = session.post(f"{base}/api/v1/filings", json=body, timeout=10)
+        response.raise_for_status()
+        filing_id = response.json()["id"]
+    return filing_id
+
+
+def fill_captcha_pool(base: str, size: int, seconds: float = 30) -> None:
+    """Open one page (it asks the workers for images), then wait for the pool to fill."""
+    if not size:
+        return
+    requests.get(f"{base}/tianjin/verify", timeout=10)
+    redis = Redis.from_url(REDIS_URL)
+    deadline = time.monotonic() + seconds
+    while redis.llen("captcha:pool:test") < size - 10 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if not redis.exists("captcha:refilling"):
+            requests.get(f"{base}/tianjin/verify", timeout=10)
+
+
+def locust(
+    locustfile: str, host: str, users: int, seconds: int, prefix: Path, env: dict[str, str]
+) -> list[dict]:
+    command = [
+        *(str(BIN / "locust"), "-f", str(ROOT / locustfile), "--headless", "--only-summary"),
+        *("--users", str(users), "--spawn-rate", str(max(users // 5, 1))),
+        *("--run-time", f"{seconds}s", "--host", host, "--csv", str(prefix)),
+        *("--loglevel", "WARNING", "--stop-timeout", "5"),
+    ]
+    subprocess.run(command, env=env, cwd=ROOT, check=False, capture_output=True)
+    with open(f"{prefix}_stats.csv", newline="") as stats:
+        return list(csv.DictReader(stats))
+
+
+def row_numbers(row: dict) -> dict[str, float]:
+    return {
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "rps": float(row["Requests/s"]),
+        "p50": float(row["50%"] or 0),
+        "p95": float(row["95%"] or 0),
+        "p99": float(row["99%"] or 0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=60, help="seconds of the mixed run")
+    parser.add_argument("--users", type=int, default=100, help="users of the mixed run")
+    parser.add_argument("--capacity-seconds", type=int, default=15)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    parser.add_argument(
+        "--portal-env", action="append", default=[], metavar="NAME=VALUE",
+        help="extra environment of the portal (e.g. CAPTCHA_POOL_SIZE=0 for a before run)",
+    )  # fmt: skip
+    parser.add_argument("--worker-class", default="", help="gunicorn worker class to compare")
+    parser.add_argument("--targets", default=",".join(CAPACITY_TARGETS))
+    parser.add_argument("--skip-mixed", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(os.environ.get("BENCH_WORKDIR") or ROOT / "instance" / "bench")
+    work.mkdir(parents=True, exist_ok=True)
+    metrics_dir = work / "metrics"
+    metrics_dir.mkdir(exist_ok=True)
+    Redis.from_url(REDIS_URL).flushdb()
+    env = stack_env(fresh_database(), metrics_dir)
+    env.update(setting.split("=", 1) for setting in args.portal_env)
+    if args.worker_class:
+        env["GUNICORN_WORKER_CLASS"] = args.worker_class
+    flask = [str(BIN / "flask"), "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+    bench_env = {**env, **seed(env)}
+    portal = f"http://127.0.0.1:{PORTAL_PORT}"
+    hello = f"http://127.0.0.1:{HELLO_PORT}"
+    results: dict[str, dict] = {}
+    with ExitStack() as stack:
+        gateway = [sys.executable, "-m", "tests.load.gateway", "--port", str(GATEWAY_PORT)]
+        stack.enter_context(started([*gateway, "--redis", REDIS_URL], env, work / "gateway.log"))
+        for number in range(2):
+            stack.enter_context(started([*flask, "worker"], env, work / f"worker-{number}.log"))
+        portal_env, hello_env = dict(env), dict(env)
+        stack.enter_context(
+            started(gunicorn("tests.load.bench_app:app", PORTAL_PORT, portal_env), portal_env,
+                    work / "gunicorn.log")
+        )  # fmt: skip
+        stack.enter_context(
+            started(gunicorn("tests.load.hello:app", HELLO_PORT, hello_env), hello_env,
+                    work / "hello.log")
+        )  # fmt: skip
+        wait_for(f"{portal}/readyz")
+        wait_for(f"{hello}/")
+        bench_env["BENCH_FILING_ID"] = seed_filings(portal, bench_env["BENCH_API_KEY"], 200)
+        fill_captcha_pool(portal, int(env.get("CAPTCHA_POOL_SIZE") or 2000))
+
+        capacity_users = 32
+        print("yardstick: hello", flush=True)
+        rows = locust("tests/load/saturate.py", hello, capacity_users, args.capacity_seconds,
+                      work / "hello", {**bench_env, "BENCH_TARGET": "hello"})  # fmt: skip
+        results["hello"] = row_numbers(rows[-1])
+        for target in filter(None, args.targets.split(",")):
+            print(f"capacity: {target}", flush=True)
+            rows = locust("tests/load/saturate.py", portal, capacity_users, args.capacity_seconds,
+                          work / target, {**bench_env, "BENCH_TARGET": target})  # fmt: skip
+            for row in rows:
+                if row["Name"] != "Aggregated":
+                    results[row["Name"]] = row_numbers(row)
+        mixed = []
+        if not args.skip_mixed:
+            print(f"mixed: {args.users} users for {args.duration} s", flush=True)
+            mixed = locust("tests/load/locustfile.py", portal, args.users, args.duration,
+                           work / "mixed", bench_env)  # fmt: skip
+        sms_received = int(Redis.from_url(REDIS_URL).get("bench:received") or 0)
+    write_report(Path(args.out), args, results, mixed, sms_received)
+    print(f"wrote {args.out}")
+
+
+def _ratio(value: float, yardstick: float) -> str:
+    return f"{value / yardstick:.2f}×" if yardstick else "–"
+
+
+def write_report(out: Path, args, capacity: dict, mixed: list[dict], sms: int) -> None:
+    hello = capacity["hello"]
+    lines = [
+        BEGIN,
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores"
+        f" (gunicorn, load generator and services on the same machine), by"
+        f" `.venv/bin/python -m tests.load.bench --duration {args.duration} --users {args.users}`"
+        f" (gunicorn {args.worker_class or 'as gunicorn.conf.py sets it'};"
+        f" portal environment extra: {', '.join(args.portal_env) or 'none'}).",
+        "",
+        f"### Capacity: one route at a time, 32 users, no wait, {args.capacity_seconds} s each",
+        "",
+        "| route | req/s | × hello | p50 ms | p95 ms | p99 ms | p50 × hello | failures |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in capacity.items():
+        lines.append(
+            f"| {name} | {row['rps']:.0f} | {_ratio(row['rps'], hello['rps'])} | {row['p50']:.0f}"
+            f" | {row['p95']:.0f} | {row['p99']:.0f} | {_ratio(row['p50'], hello['p50'])}"
+            f" | {row['failures']} |"
+        )
+    lines += [
+        "",
+        f"### Mixed run: {args.users} users (applicants 14 : providers 4 : admins 1),"
+        f" {args.duration} s",
+        "",
+        "| endpoint | requests | req/s | × hello req/s | p50 ms | p95 ms | p99 ms |"
+        " p95 × hello p95 | failures |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for raw in mixed:
+        row = row_numbers(raw)
+        name = raw["Name"] if raw["Name"] != "Aggregated" else "**all**"
+        lines.append(
+            f"| {name} | {row['requests']} | {row['rps']:.1f} | {_ratio(row['rps'], hello['rps'])}"
+            f" | {row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f}"
+            f" | {_ratio(row['p95'], hello['p95'])} | {row['failures']} |"
+        )
+    lines += ["", f"Texts the fake gateway received during the run: {sms}.", "",
+              "![latency by endpoint](performance.png)", END]  # fmt: skip
+    text = out.read_text() if out.exists() else "# Performance\n\n" + BEGIN + "\n" + END + "\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    out.write_text(head + "\n".join(lines) + tail)
+    plot(out.with_suffix(".png"), capacity, mixed)
+
+
+def plot(path: Path, capacity: dict, mixed: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(14, 6))
+    names = list(capacity)
+    left.bar(names, [capacity[name]["rps"] for name in names], color="tab:blue")
+    left.set_title("Capacity, one route at a time (req/s)")
+    left.tick_params(axis="x", rotation=30)
+    rows = [row for row in mixed if row["Name"] != "Aggregated"]
+    labels = [row["Name"].split(": ", 1)[-1] for row in rows]
+    positions = range(len(rows))
+    for offset, key in ((-0.25, "50%"), (0, "95%"), (0.25, "99%")):
+        right.barh([p + offset for p in positions], [float(r[key] or 0) for r in rows],
+                   height=0.25, label=f"p{key[:-1]}")  # fmt: skip
+    right.set_yticks(list(positions), labels, fontsize=7)
+    right.set_xscale("log")
+    right.set_xlabel("ms")
+    right.set_title("Mixed run latency by endpoint")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()

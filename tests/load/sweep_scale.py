@@ -1,0 +1,175 @@
+"""The sweep and the verify lookup at national scale, on PostgreSQL (issue 6).
+
+    .venv/bin/python -m tests.load.sweep_scale [--rows 1000000] [--expired 100000]
+
+Bulk-loads filings (one verification each) with COPY into a fresh `portal_sweep_bench`
+database, then measures:
+
+- the verify lookup (a wrong code for a known phone, the full `verify` operation) as p50
+  over many attempts with 10,000 filings and again with `--rows` (target: within 1.3×);
+- the expiry sweep returning `--expired` due filings out of `--rows` (target: < 2 s),
+  its statements and its commit (which queues one webhook job per event on Redis db 14)
+  timed apart.
+"""
+
+import argparse
+import os
+import random
+import statistics
+import time
+import uuid
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import psycopg
+from flask_migrate import upgrade
+from redis import Redis
+
+from portal import create_app, jobs, keys, providers, sweeps
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.verification import verify
+from tests.load.data import PROVINCES
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASE = "portal_sweep_bench"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+FILING_COLUMNS = (
+    "id, provider_id, reference, province_slug, type, status, content, created_at, deadline"
+)
+VERIFICATION_COLUMNS = (
+    "filing_id, province_slug, phone, roles, code_digest, code_sealed, id_digest, id_masked,"
+    " status, wrong_id_count, resend_count, noon_resend_at, noon_resent"
+)
+
+
+def fresh_database() -> str:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {DATABASE}")
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DATABASE}"
+
+
+def phone_of(index: int) -> str:
+    return f"13{index:09d}"
+
+
+def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], now) -> None:
+    """Filings `start`..`stop`: those in `expired` pending past their deadline, a tenth still
+    pending, the rest long decided; one verification each (the pending ones with a live code)."""
+    naive_now = now.astimezone(UTC).replace(tzinfo=None)
+    sealed = keys.seal("000000")
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        filings, verifications = [], []
+        for index in range(start, stop):
+            filing_id = uuid.uuid4().hex
+            if index in expired:
+                status, deadline = "pending_verification", naive_now - timedelta(hours=1)
+            elif index % 10 == 0:
+                status, deadline = "pending_verification", naive_now + timedelta(hours=12)
+            else:
+                status, deadline = "approved", naive_now - timedelta(days=30)
+            province = PROVINCES[index % len(PROVINCES)]
+            created = naive_now - timedelta(days=1)
+            filings.append((filing_id, provider_id, f"S-{index}", province, "new_website",
+                            status, "{}", created, deadline))  # fmt: skip
+            pending = status == "pending_verification"
+            # Live codes are unique per province: a pending row's "code" is its index.
+            code = f"{index % 1_000_000:06d}" if pending else "000000"
+            verifications.append((filing_id, province, phone_of(index), '["website"]',
+                                  keys.digest("code", code) if pending else f"old-{index}",
+                                  sealed, "x", "**", "pending" if pending else "verified",
+                                  0, 0, created, False))  # fmt: skip
+        with cursor.copy(f"COPY filings ({FILING_COLUMNS}) FROM STDIN") as copy:
+            for row in filings:
+                copy.write_row(row)
+        with cursor.copy(f"COPY verifications ({VERIFICATION_COLUMNS}) FROM STDIN") as copy:
+            for row in verifications:
+                copy.write_row(row)
+        connection.commit()
+        cursor.execute("ANALYZE filings")
+        cursor.execute("ANALYZE verifications")
+        connection.commit()
+
+
+def lookup_p50(rows: int, attempts: int = 2000) -> float:
+    """p50 in ms of a verify attempt with a wrong code for a known phone (state unchanged)."""
+    timings = []
+    now = utcnow()
+    for _ in range(attempts):
+        index = random.randrange(rows)
+        province = PROVINCES[index % len(PROVINCES)]
+        started = time.perf_counter()
+        verify(province, phone_of(index), "999999", "000000", now)
+        timings.append((time.perf_counter() - started) * 1000)
+        db.session.rollback()
+    return statistics.median(timings)
+
+
+def _time_event_building() -> list[float]:
+    """Time spent in `status_events` (the webhook payloads), kept apart from the updates."""
+    spent = [0.0]
+    build = sweeps.status_events
+
+    def timed(filing_ids, now):
+        started = time.perf_counter()
+        try:
+            return build(filing_ids, now)
+        finally:
+            spent[0] += time.perf_counter() - started
+
+    sweeps.status_events = timed
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--expired", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=10_000)
+    args = parser.parse_args()
+    Redis.from_url(REDIS_URL).flushdb()
+    url = fresh_database()
+    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "sweep-scale",
+           "PORTAL_ENV": "development", "LOG_FORMAT": "text"}  # fmt: skip
+    app = create_app(env)
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+        provider, _ = providers.create("规模压测", None, utcnow())
+        db.session.commit()
+        provider_id = provider.id
+        now = utcnow()
+        # The expired ones are spread over the whole table, none among the first `small`.
+        expired = set(random.sample(range(args.small, args.rows), args.expired))
+        plain = psycopg.conninfo.make_conninfo(url)
+        load(plain, provider_id, 0, args.small, expired, now)
+        small_p50 = lookup_p50(args.small)
+        print(f"verify lookup p50 with {args.small:,} filings: {small_p50:.2f} ms", flush=True)
+        started = time.perf_counter()
+        for start in range(args.small, args.rows, 100_000):
+            load(plain, provider_id, start, min(start + 100_000, args.rows), expired, now)
+        print(f"loaded {args.rows:,} filings in {time.perf_counter() - started:.0f} s", flush=True)
+        large_p50 = lookup_p50(args.rows)
+        print(
+            f"verify lookup p50 with {args.rows:,} filings: {large_p50:.2f} ms"
+            f" ({large_p50 / small_p50:.2f}× the small table)",
+            flush=True,
+        )
+        building = _time_event_building()
+        started = time.perf_counter()
+        returned = sweeps.expire(utcnow())
+        statements = time.perf_counter() - started
+        jobs.commit()
+        total = time.perf_counter() - started
+        print(
+            f"expiry sweep: {len(returned):,} of {args.rows:,} filings returned in {total:.2f} s"
+            f" (status updates {statements - building[0]:.2f} s, building the {len(returned):,}"
+            f" webhook events {building[0]:.2f} s, commit and queueing {total - statements:.2f} s)"
+        )
+        db.session.remove()
+        db.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Work done in bulk for scale (issue 6): texts sent by batch jobs, captcha images from a pool."""
+
+import pytest
+import sqlalchemy as sa
+
+from portal import captchas, jobs
+from portal.extensions import db
+from portal.models import Filing, MessageStatus, SmsMessage
+from tests.factories import CAPTCHA, ID_A, ID_B, new_filing_body, principal, run_worker, sent_texts
+
+
+def _filings_with_texts(submit_filing, count: int) -> list[int]:
+    for index in range(count):
+        body = new_filing_body(f"REF-{index}")
+        body["entity"]["principal"] = principal(f"1390000{index:04d}", ID_A)
+        body["websites"][0]["principal"] = principal(f"1380000{index:04d}", ID_B)
+        submit_filing(body)
+    return list(db.session.scalars(sa.select(SmsMessage.id)))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_batch_job_sends_each_text_once_and_starts_the_clock(queue, submit_filing, env):
+    message_ids = _filings_with_texts(submit_filing, 6)
+    queue.empty()
+
+    jobs.enqueue_sms_batches(message_ids)
+    jobs.enqueue_sms_batches(message_ids)  # queued twice: the claim lets each go out once
+    run_worker(queue)
+
+    sent = sent_texts(env["SMS_FILE_PATH"])
+    assert len(sent) == len(message_ids) == 12
+    assert len({line["message_id"] for line in sent}) == 12
+    db.session.expire_all()
+    statuses = db.session.scalars(sa.select(SmsMessage.status))
+    assert set(statuses) == {MessageStatus.SENT}
+    assert None not in set(db.session.scalars(sa.select(Filing.deadline)))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_commit_asking_for_many_texts_queues_batch_jobs(queue, submit_filing):
+    message_ids = _filings_with_texts(submit_filing, 6)
+    queue.empty()
+    for message_id in message_ids:
+        jobs.after_commit(jobs.deliver_sms, message_id)
+
+    jobs.commit()
+
+    assert [job.func_name for job in queue.get_jobs()] == ["portal.jobs.deliver_sms_batch"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_failed_text_in_a_batch_is_scheduled_for_its_own_retry(queue, submit_filing, env, app):
+    message_ids = _filings_with_texts(submit_filing, 1)
+    queue.empty()
+    app.extensions["sms"] = _Failing()
+
+    jobs.deliver_sms_batch(message_ids)
+
+    db.session.expire_all()
+    messages = db.session.scalars(sa.select(SmsMessage)).all()
+    assert {m.status for m in messages} == {MessageStatus.QUEUED}
+    assert {m.attempts for m in messages} == {1}
+    assert len(queue.scheduled_job_registry.get_job_ids()) == 2
+
+
+class _Failing:
+    def send(self, to: str, text: str, message_id: str) -> None:
+        raise ConnectionError("gateway down")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_captcha_images_come_from_the_pool_the_workers_fill(queue, app, client):
+    made = jobs.refill_captchas()
+    assert made == captchas.REFILL_BATCH
+
+    page = client.get("/tianjin/verify")
+    assert page.status_code == 200
+    assert queue.connection.llen("captcha:pool:test") == made - 1
+    challenge_id = page.get_data(as_text=True).split('name="captcha_id"')[1].split('value="')[1]
+    challenge_id = challenge_id.split('"')[0]
+    image = client.get(f"/tianjin/captcha/{challenge_id}.png")
+    assert image.status_code == 200 and image.data.startswith(b"\x89PNG")
+    assert queue.connection.get(f"captcha:image:{challenge_id}") is None  # served once
+    again = client.get(f"/tianjin/captcha/{challenge_id}.png")  # then made on demand
+    assert again.status_code == 200 and again.data.startswith(b"\x89PNG")
+    assert CAPTCHA == "TEST"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_page_finding_the_pool_low_queues_one_refill(queue, client):
+    client.get("/tianjin/verify")
+    client.get("/tianjin/verify")
+
+    assert [job.func_name for job in queue.get_jobs()] == ["portal.jobs.refill_captchas"]
