@@ -133,12 +133,7 @@ def _submit(form: CaptchaFields, attempt: Callable) -> tuple[VerifyResult | None
 
 @bp.get("/captcha/<challenge_id>.png")
 def captcha_image(challenge_id: str):
-    png = captchas.image(challenge_id)
-    if png is None:
-        abort(404)
-    response = send_file(png, mimetype="image/png", max_age=0)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _uncached(captchas.image(challenge_id), "image/png")
 
 
 @bp.get("/captcha/new")
@@ -175,10 +170,14 @@ def _filing_rules() -> dict[str, bool]:
 @bp.get("/captcha/<challenge_id>.wav")
 def captcha_audio(challenge_id: str):
     """The session's own challenge read aloud, for those who cannot read the image."""
-    wav = captchas.audio(challenge_id)
-    if wav is None:
+    return _uncached(captchas.audio(challenge_id), "audio/wav")
+
+
+def _uncached(content, mimetype: str):
+    """A captcha's image or sound: only for its own session, never stored by a cache."""
+    if content is None:
         abort(404)
-    response = send_file(wav, mimetype="audio/wav", max_age=0)
+    response = send_file(content, mimetype=mimetype, max_age=0)
     response.headers["Cache-Control"] = "no-store"
     return response
 

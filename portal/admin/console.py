@@ -181,18 +181,19 @@ def _search(form: FilingSearchForm) -> sa.Select:
 @bp.get("/filings/<filing_id>")
 def filing(filing_id: str):
     found = _filing_or_404(filing_id)
-    verification_ids = [v.id for v in found.verifications]
     return render_template(
         "admin/filing.html",
         filing=found,
         provider=db.session.get(Provider, found.provider_id),
-        timeline=_timeline(found, verification_ids),
+        timeline=_timeline(found),
         reason_form=ReasonForm(),
     )
 
 
-def _timeline(filing: Filing, verification_ids: list[int]) -> list[dict]:
+def _timeline(filing: Filing) -> list[dict]:
+    """Everything that happened to a filing, oldest first."""
     phone_of = {v.id: v.phone for v in filing.verifications}
+    verification_ids = list(phone_of)
     entries = [{"at": filing.created_at, "what": "submitted", "filing": filing}]
     for message in db.session.scalars(
         sa.select(SmsMessage).where(SmsMessage.verification_id.in_(verification_ids))
