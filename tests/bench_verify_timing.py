@@ -21,7 +21,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
@@ -31,7 +30,7 @@ from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Verification
 from portal.verification import verify
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import pg_database
 from tests.factories import CAPTCHA, form_fields, new_filing_body
 
 PHONE, ID_LAST6 = "13900000001", "011239"
@@ -44,15 +43,8 @@ def scratch_database(backend: str):
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{folder}/bench.sqlite3"
         return
-    name = "portal_bench_timing"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name}")
-        connection.execute(f"CREATE DATABASE {name}")
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with pg_database("portal_bench_timing") as url:
+        yield url
 
 
 def cases(code: str) -> dict[str, dict[str, str]]:

@@ -30,9 +30,8 @@ REDIS_TEST_URL = os.environ.get("PORTAL_TEST_REDIS", f"redis://127.0.0.1:6379/{1
 
 
 @contextmanager
-def _pg_database():
-    """A PostgreSQL database of this test run's own, dropped at the end."""
-    name = f"portal_test_{os.getpid()}"
+def pg_database(name: str):
+    """A fresh PostgreSQL database of this name, dropped at the end; yields its URL."""
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
         connection.execute(f"DROP DATABASE IF EXISTS {name}")
         connection.execute(f"CREATE DATABASE {name}")
@@ -46,7 +45,7 @@ def _pg_database():
 @pytest.fixture(scope="session")
 def database_urls(tmp_path_factory):
     sqlite_path = tmp_path_factory.mktemp("db") / "portal.sqlite3"
-    with _pg_database() as pg_url:
+    with pg_database(f"portal_test_{os.getpid()}") as pg_url:
         yield {"sqlite": f"sqlite:///{sqlite_path}", "postgresql": pg_url}
 
 

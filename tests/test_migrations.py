@@ -3,7 +3,6 @@
 import os
 from datetime import date
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -13,7 +12,7 @@ from flask_migrate import upgrade
 from portal import create_app
 from portal.extensions import db
 from portal.models import FilingTypeRule, Province
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import pg_database
 
 # Per test run, so that runs in parallel never drop each other's database.
 FRESH_PG_DATABASE = f"portal_migrations_test_{os.getpid()}"
@@ -71,21 +70,14 @@ FILING_TYPE_RULES = {
 }
 
 
-def _pg_admin(statement: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(statement)
-
-
 @pytest.fixture
 def empty_database(backend, tmp_path):
     """The URL of a database with nothing in it: a new SQLite file or a new PostgreSQL database."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
         return
-    _pg_admin(f"DROP DATABASE IF EXISTS {FRESH_PG_DATABASE} WITH (FORCE)")
-    _pg_admin(f"CREATE DATABASE {FRESH_PG_DATABASE}")
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{FRESH_PG_DATABASE}"
-    _pg_admin(f"DROP DATABASE IF EXISTS {FRESH_PG_DATABASE} WITH (FORCE)")
+    with pg_database(FRESH_PG_DATABASE) as url:
+        yield url
 
 
 @pytest.fixture
