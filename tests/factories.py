@@ -4,7 +4,11 @@ import json
 import re
 from pathlib import Path
 
+import sqlalchemy as sa
 from rq import Queue, SimpleWorker
+
+from portal.extensions import db
+from portal.models import Event, Filing, Provider, SmsMessage, Verification
 
 CAPTCHA = "TEST"
 
@@ -59,3 +63,26 @@ def run_worker(queue: Queue, max_jobs: int = 50) -> None:
     SimpleWorker([queue], connection=queue.connection).work(
         burst=True, with_scheduler=True, max_jobs=max_jobs
     )
+
+
+def domain_state() -> dict:
+    """Everything a verify, resend or submission could change (not captchas or attempts),
+    read afresh: compare it before and after to show that a request changed nothing."""
+    db.session.expire_all()
+    return {
+        "filings": db.session.execute(
+            sa.select(Filing.id, Filing.status, Filing.return_reason, Filing.deadline)
+        ).all(),
+        "verifications": db.session.execute(
+            sa.select(
+                Verification.id,
+                Verification.status,
+                Verification.wrong_id_count,
+                Verification.resend_count,
+                Verification.verified_at,
+            ).order_by(Verification.id)
+        ).all(),
+        "events": db.session.scalar(sa.select(sa.func.count()).select_from(Event)),
+        "texts": db.session.scalar(sa.select(sa.func.count()).select_from(SmsMessage)),
+        "providers": db.session.scalar(sa.select(sa.func.count()).select_from(Provider)),
+    }

@@ -11,15 +11,12 @@ from urllib.parse import quote
 
 import pytest
 import schemathesis
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from portal.extensions import db
 from portal.messages import FIELD_ERRORS, Outcome
-from portal.models import Event, Filing, Provider, SmsMessage, Verification
-from tests.factories import CAPTCHA, form_fields, new_filing_body
+from tests.factories import CAPTCHA, domain_state, form_fields, new_filing_body
 
 FUZZ = settings(
     max_examples=40,
@@ -49,25 +46,6 @@ def near(pattern: str) -> st.SearchStrategy[str]:
         st.text(max_size=30),
         st.sampled_from(AWKWARD),
     )
-
-
-def database_state() -> dict:
-    """Everything a verify, resend or submission could change (not captchas or attempts)."""
-    db.session.remove()
-    return {
-        "filings": db.session.execute(sa.select(Filing.id, Filing.status, Filing.deadline)).all(),
-        "verifications": db.session.execute(
-            sa.select(
-                Verification.id,
-                Verification.status,
-                Verification.wrong_id_count,
-                Verification.resend_count,
-            ).order_by(Verification.id)
-        ).all(),
-        "events": db.session.scalar(sa.select(sa.func.count()).select_from(Event)),
-        "texts": db.session.scalar(sa.select(sa.func.count()).select_from(SmsMessage)),
-        "providers": db.session.scalar(sa.select(sa.func.count()).select_from(Provider)),
-    }
 
 
 @pytest.fixture
@@ -104,7 +82,7 @@ form_values = st.fixed_dictionaries(
 
 @pytest.mark.parametrize("page", ["verify", "resend"])
 def test_any_form_input_gets_a_clear_answer_and_changes_nothing(client, pending, page):
-    before = database_state()
+    before = domain_state()
 
     @FUZZ
     @given(values=form_values, htmx=st.booleans())
@@ -115,7 +93,7 @@ def test_any_form_input_gets_a_clear_answer_and_changes_nothing(client, pending,
         _assert_clear_answer(response)
 
     attempt()
-    assert database_state() == before
+    assert domain_state() == before
 
 
 json_values = st.recursive(
@@ -166,7 +144,7 @@ FIELD_PATHS = [
 )
 @FUZZ
 def test_any_json_body_gets_a_clear_problem_and_changes_nothing(client, provider, pending, body):
-    before = database_state()
+    before = domain_state()
     response = client.post("/api/v1/filings", json=body, headers=provider[1])
     # 201, or 200 for a reference already taken: a mutation can leave the body valid.
     assert response.status_code in (200, 201, 400, 415, 422), response.get_data(as_text=True)
@@ -174,7 +152,7 @@ def test_any_json_body_gets_a_clear_problem_and_changes_nothing(client, provider
         assert response.mimetype == "application/problem+json"
         problem = response.get_json()
         assert problem["status"] == response.status_code and problem["code"]
-        assert database_state() == before
+        assert domain_state() == before
 
 
 @given(

@@ -11,13 +11,11 @@ from portal.extensions import db
 from portal.messages import FIELD_ERRORS, PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
 from portal.models import (
     CaptchaChallenge,
-    Event,
     Filing,
     Province,
-    SmsMessage,
     Verification,
 )
-from tests.factories import CAPTCHA, form_fields
+from tests.factories import CAPTCHA, domain_state, form_fields
 
 PHONE_A, ID_A_LAST6 = "13900000001", "011239"
 PHONE_B, ID_B_LAST6 = "13900000002", "31002X"
@@ -52,27 +50,6 @@ def post_verify(client, values: dict, *, slug="tianjin", fields=None, headers=No
 
 def values_for(codes: dict, phone: str, id_last6: str) -> dict:
     return {"code": codes[phone], "phone": phone, "id_last6": id_last6}
-
-
-def state() -> dict:
-    """What a verify attempt could change: filings, verifications, events, texts."""
-    db.session.expire_all()
-    return {
-        "filings": db.session.execute(
-            sa.select(Filing.id, Filing.status, Filing.return_reason, Filing.deadline)
-        ).all(),
-        "verifications": db.session.execute(
-            sa.select(
-                Verification.id,
-                Verification.status,
-                Verification.wrong_id_count,
-                Verification.resend_count,
-                Verification.verified_at,
-            ).order_by(Verification.id)
-        ).all(),
-        "events": db.session.scalar(sa.select(sa.func.count()).select_from(Event)),
-        "texts": db.session.scalar(sa.select(sa.func.count()).select_from(SmsMessage)),
-    }
 
 
 def status_of(phone: str) -> tuple[str, int]:
@@ -311,19 +288,19 @@ def test_every_response_carries_a_fresh_captcha(client, codes):
 )
 @pytest.mark.parametrize("headers", [{}, HTMX], ids=["page", "htmx"])
 def test_field_errors_are_422_and_change_nothing(client, codes, field, value, error, headers):
-    before = state()
+    before = domain_state()
     values = {**values_for(codes, PHONE_A, ID_A_LAST6), field: value}
     response = post_verify(client, values, headers=headers)
     assert response.status_code == 422
     assert FIELD_ERRORS[error] in text(response)
     assert ("<html" in text(response)) is not bool(headers)
     assert "HX-Request" in response.vary
-    assert state() == before
+    assert domain_state() == before
 
 
 def test_post_without_csrf_token_is_refused(client, codes):
     fields = form_fields(text(client.get("/tianjin/verify")))
-    before = state()
+    before = domain_state()
     challenges = set(db.session.scalars(sa.select(CaptchaChallenge.id)))
     response = post_verify(
         client,
@@ -331,7 +308,7 @@ def test_post_without_csrf_token_is_refused(client, codes):
         fields={"captcha_id": fields["captcha_id"]},
     )
     assert response.status_code == 400
-    assert state() == before
+    assert domain_state() == before
     assert set(db.session.scalars(sa.select(CaptchaChallenge.id))) == challenges
 
 
@@ -383,8 +360,8 @@ def test_other_scripts_digits_are_a_field_error(client, codes, field, error):
     """`\\d` in the SPEC's patterns means 0–9, not any Unicode digit (here Arabic-Indic)."""
     arabic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
     values = values_for(codes, PHONE_A, ID_A_LAST6)
-    before = state()
+    before = domain_state()
     response = post_verify(client, {**values, field: values[field].translate(arabic)})
     assert response.status_code == 422
     assert FIELD_ERRORS[error] in text(response)
-    assert state() == before
+    assert domain_state() == before

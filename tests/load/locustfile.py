@@ -77,6 +77,17 @@ class Applicant(HttpUser):
             else:
                 response.failure(f"status {response.status_code}")
 
+    def _verify(self, province: str, fields: dict, phone: str, code: str, kind: str) -> None:
+        self._post(
+            province,
+            "verify",
+            fields,
+            f"applicant: verify ({kind} code)",
+            phone=phone,
+            code=code,
+            id_last6=id_number_for(phone)[-6:],
+        )
+
     def _received(self) -> tuple[str, str, str] | None:
         entry = self.inbox.rpop(INBOX)
         return tuple(entry.decode().split(":")) if entry else None
@@ -90,26 +101,10 @@ class Applicant(HttpUser):
         phone, code, province = received
         fields = self._open(province, "verify")
         if fields and random.random() < 0.2:  # a typo first, then the right code
-            self._post(
-                province,
-                "verify",
-                fields,
-                "applicant: verify (wrong code)",
-                phone=phone,
-                code=f"{(int(code) + 1) % 10**6:06d}",
-                id_last6=id_number_for(phone)[-6:],
-            )
+            self._verify(province, fields, phone, f"{(int(code) + 1) % 10**6:06d}", "wrong")
             fields = self._open(province, "verify")
         if fields:
-            self._post(
-                province,
-                "verify",
-                fields,
-                "applicant: verify (right code)",
-                phone=phone,
-                code=code,
-                id_last6=id_number_for(phone)[-6:],
-            )
+            self._verify(province, fields, phone, code, "right")
 
     @task(2)
     def mistype_a_code(self) -> None:
@@ -117,15 +112,7 @@ class Applicant(HttpUser):
         phone = new_phone()
         fields = self._open(province, "verify")
         if fields:
-            self._post(
-                province,
-                "verify",
-                fields,
-                "applicant: verify (wrong code)",
-                phone=phone,
-                code=f"{random.randrange(10**6):06d}",
-                id_last6=id_number_for(phone)[-6:],
-            )
+            self._verify(province, fields, phone, f"{random.randrange(10**6):06d}", "wrong")
 
     @task(1)
     def ask_for_a_resend(self) -> None:
