@@ -1,14 +1,12 @@
 """Filings from access providers: which phones are checked, intake, and status changes."""
 
 import secrets
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
 
-from portal import jobs, keys
+from portal import events, jobs, keys
 from portal.clock import iso_shanghai, next_day_noon
 from portal.extensions import db
 from portal.models import (
@@ -266,32 +264,8 @@ def change_status(filing: Filing, status: FilingStatus, now: datetime, reason: s
     filing.status = status
     filing.return_reason = reason
     db.session.flush()
-    event = _status_event(filing, now)
-    db.session.add(Event(**event))
-    jobs.after_commit(jobs.deliver_event, event["id"])
-
-
-def status_events(filing_ids: list[str], now: datetime) -> list[dict]:
-    """The status-change events of filings changed in bulk, as rows to insert."""
-    filings = db.session.scalars(
-        sa.select(Filing)
-        .where(Filing.id.in_(filing_ids))
-        .options(selectinload(Filing.verifications))
-        .execution_options(populate_existing=True)
-    )
-    return [_status_event(filing, now) for filing in filings]
-
-
-def _status_event(filing: Filing, now: datetime) -> dict:
-    return {
-        "id": uuid.uuid4().hex,
-        "filing_id": filing.id,
-        "provider_id": filing.provider_id,
-        "type": "filing.status_changed",
-        "occurred_at": now,
-        "next_attempt_at": now,
-        "payload": describe(filing).model_dump(mode="json"),
-    }
+    (event_id,) = events.record_status_changes([filing.id], now)
+    jobs.after_commit(jobs.deliver_event, event_id)
 
 
 def describe(filing: Filing) -> FilingOut:

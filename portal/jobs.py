@@ -41,12 +41,15 @@ CLAIM = timedelta(seconds=60)
 # With RQ, the relay leaves a row this long past its due time to RQ's own retry first.
 RQ_GRACE = timedelta(minutes=5)
 RELAY_BATCH = 1000
-# Texts a batch job claims and sends at once, over one keep-alive session, `SEND_THREADS` at a
+# Texts a batch job claims and sends at once, over keep-alive connections, `SEND_THREADS` at a
 # time (a real gateway answers in tens of milliseconds: sending one by one would wait on it).
+# A single text is sent by one job per text only when it is retried (`deliver_sms`).
 SMS_BATCH = 200
 SEND_THREADS = 16
-# A commit asking for more texts than this queues them as batch jobs; fewer, one job each.
-BATCH_ABOVE = 10
+BATCH_RETRIES = 3
+# A commit with more events than this queues them `EVENT_BATCH` to a job.
+EVENTS_ONE_BY_ONE = 10
+EVENT_BATCH = 50
 
 
 def after_commit(func: Callable, row_id) -> None:
@@ -54,50 +57,54 @@ def after_commit(func: Callable, row_id) -> None:
 
 
 def commit() -> None:
-    """Commit the session, then queue the jobs it asked for (many texts as batch jobs)."""
+    """Commit the session, then queue the jobs it asked for: its texts in batch jobs (a filing's
+    texts in one job); its events one job each, or in batch jobs when there are many (a sweep
+    returning thousands of filings)."""
     queued = db.session.info.pop("after_commit", [])
     db.session.commit()
     texts = [row_id for func, row_id in queued if func is deliver_sms]
-    if len(texts) > BATCH_ABOVE:
+    if texts:
         enqueue_sms_batches(texts)
-        queued = [(func, row_id) for func, row_id in queued if func is not deliver_sms]
-    queue = current_app.extensions.get("rq_queue")
-    if queue is not None and len(queued) > BATCH_ABOVE:
-        _enqueue_pipelined(queue, queued)
-        return
-    for func, row_id in queued:
-        enqueue(func, row_id)
+    events = [row_id for func, row_id in queued if func is deliver_event]
+    if len(events) > EVENTS_ONE_BY_ONE:
+        _enqueue_event_batches(events)
+    else:
+        for event_id in events:
+            enqueue(deliver_event, event_id)
 
 
-def _enqueue_pipelined(queue: Queue, queued: list[tuple[Callable, object]]) -> None:
-    """Many jobs in a few round trips (a sweep returning thousands of filings)."""
-    jobs = [
-        Queue.prepare_data(
-            func,
-            (row_id,),
-            retry=Retry(max=len(RETRY_DELAYS[func]), interval=list(RETRY_DELAYS[func])),
-        )
-        for func, row_id in queued
-    ]
-    try:
-        for start in range(0, len(jobs), 1000):
-            queue.enqueue_many(jobs[start : start + 1000])
-    except RedisError:
-        log.warning("could not queue %d jobs; the relay will queue them later", len(jobs))
+def _enqueue_event_batches(event_ids: list[str]) -> None:
+    # Posted one after another: a batch may wait on slow receivers up to their timeout each.
+    timeout = EVENT_BATCH * webhooks.TIMEOUT_SECONDS + 60
+    _enqueue_batches(deliver_event_batch, event_ids, EVENT_BATCH, timeout=timeout)
 
 
 def enqueue_sms_batches(message_ids: list[int]) -> None:
-    """Queue texts `SMS_BATCH` to a job, pipelined (a noon resend or a relay of thousands)."""
-    batches = [message_ids[i : i + SMS_BATCH] for i in range(0, len(message_ids), SMS_BATCH)]
+    """Queue texts `SMS_BATCH` to a job (a filing's texts, or a noon resend of thousands)."""
+    # A batch job that fails as a whole (the database away) is run again; each text it
+    # sent is marked sent, so a repeat claims only the texts still to send.
+    retry = Retry(max=BATCH_RETRIES, interval=list(SMS_RETRY_DELAYS[:BATCH_RETRIES]))
+    _enqueue_batches(deliver_sms_batch, message_ids, SMS_BATCH, retry=retry)
+
+
+def _enqueue_batches(func: Callable, row_ids: list, size: int, **options) -> None:
+    """`func` on `size` rows at a time: in-process, or as RQ jobs queued pipelined."""
+    batches = [row_ids[i : i + size] for i in range(0, len(row_ids), size)]
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
         for batch in batches:
-            _run_in_process(deliver_sms_batch, batch)
+            _run_in_process(func, batch)
         return
     try:
-        queue.enqueue_many([Queue.prepare_data(deliver_sms_batch, (batch,)) for batch in batches])
+        for start in range(0, len(batches), 1000):
+            queue.enqueue_many(
+                [
+                    Queue.prepare_data(func, (batch,), **options)
+                    for batch in batches[start : start + 1000]
+                ]
+            )
     except RedisError:
-        log.warning("could not queue %d texts; the relay will queue them later", len(message_ids))
+        log.warning("could not queue %s for %d rows; the relay will", func.__name__, len(row_ids))
 
 
 def enqueue(func: Callable, row_id) -> None:
@@ -217,7 +224,7 @@ def deliver_sms_batch(message_ids: list[int]) -> None:
             retries.append(message)
     db.session.commit()
     for message in retries:
-        _retry_later(message)
+        _retry_later(deliver_sms, message, SMS_RETRY_DELAYS)
 
 
 def _claim_texts(message_ids: list[int], now: datetime) -> list[SmsMessage]:
@@ -262,8 +269,15 @@ def _send_all(messages: list[SmsMessage]) -> list[tuple[SmsMessage, Exception | 
             return error
         return None
 
-    with ThreadPoolExecutor(max_workers=SEND_THREADS) as pool:
-        return list(zip(messages, pool.map(send, texts), strict=True))
+    outcomes = map(send, texts) if len(texts) == 1 else _senders().map(send, texts)
+    return list(zip(messages, outcomes, strict=True))
+
+
+@functools.cache
+def _senders() -> ThreadPoolExecutor:
+    """The process's sending threads, kept between jobs (made in the process that sends: a
+    forking worker makes its own in each job's child)."""
+    return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="sms-send")
 
 
 def _mark_sent(sent: list[SmsMessage], sent_at: datetime) -> None:
@@ -298,20 +312,28 @@ def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
     if not retry:
         message.status = MessageStatus.FAILED
     (operations.SMS_RETRIED if retry else operations.SMS_FAILED).inc()
+    log.warning(
+        "text %s not sent (attempt %d, %s): %s",
+        message.id, message.attempts, "retried later" if retry else "given up", message.last_error,
+    )  # fmt: skip
     return retry
 
 
-def _retry_later(message: SmsMessage) -> None:
+def _retry_later(func: Callable, row, delays: tuple[int, ...]) -> None:
+    """Queue the row's next attempt as a job of its own, with RQ retries for the ones after."""
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
         return  # in-process: the relay queues it again when it is due
-    left = SMS_RETRY_DELAYS[message.attempts :]
-    delay = SMS_RETRY_DELAYS[message.attempts - 1]
+    left = delays[row.attempts :]
+    delay = delays[row.attempts - 1]
     retry = Retry(max=len(left), interval=list(left)) if left else None
     try:
-        queue.enqueue_in(timedelta(seconds=delay), deliver_sms, message.id, retry=retry)
+        if delay:
+            queue.enqueue_in(timedelta(seconds=delay), func, row.id, retry=retry)
+        else:  # as RQ retries with an interval of 0: queued again at once
+            queue.enqueue(func, row.id, retry=retry)
     except RedisError:
-        log.warning("could not queue a retry of text %r; the relay will", message.id)
+        log.warning("could not queue a retry of %s(%r); the relay will", func.__name__, row.id)
 
 
 def _start_the_clock(filing_id: str, deadline: datetime) -> None:
@@ -326,21 +348,37 @@ def _start_the_clock(filing_id: str, deadline: datetime) -> None:
 
 @in_app_context
 def deliver_event(event_id: str) -> None:
+    if (event := _attempt_event(event_id)) is not None:
+        # RQ runs the job again after its next delay.
+        raise webhooks.DeliveryFailed(f"event {event_id}: attempt {event.attempts} failed")
+
+
+@in_app_context
+def deliver_event_batch(event_ids: list[str]) -> None:
+    """`deliver_event` for each; an event that fails is handed to a job of its own for its
+    retry."""
+    for event_id in event_ids:
+        if (event := _attempt_event(event_id)) is not None:
+            _retry_later(deliver_event, event, WEBHOOK_RETRY_DELAYS)
+
+
+def _attempt_event(event_id: str) -> Event | None:
+    """One attempt at the event (unless done or held by another job); the event when it
+    failed and has an attempt left."""
     now = utcnow()
     event = _claim(Event, event_id, lambda e: e.delivered_at is None, now)
     if event is None:
-        return
+        return None
     try:
         delivered = webhooks.post(event, utcnow())
     except webhooks.DeliveryFailed:
         retry = _schedule_retry(event, WEBHOOK_RETRY_DELAYS, utcnow())
         db.session.commit()
-        if retry:
-            raise
-        return
+        return event if retry else None
     event.delivered_at = utcnow() if delivered else None
     event.next_attempt_at = None
     db.session.commit()
+    return None
 
 
 @in_app_context
@@ -372,13 +410,13 @@ def relay(now: datetime) -> int:
     message_ids = _take_due(SmsMessage, SmsMessage.status == MessageStatus.QUEUED, now, grace)
     event_ids = _take_due(Event, Event.delivered_at.is_(None), now, grace)
     db.session.commit()
-    if len(message_ids) > BATCH_ABOVE:
+    if message_ids:
         enqueue_sms_batches(message_ids)
+    if len(event_ids) > EVENTS_ONE_BY_ONE:
+        _enqueue_event_batches(event_ids)
     else:
-        for message_id in message_ids:
-            enqueue(deliver_sms, message_id)
-    for event_id in event_ids:
-        enqueue(deliver_event, event_id)
+        for event_id in event_ids:
+            enqueue(deliver_event, event_id)
     return len(message_ids) + len(event_ids)
 
 

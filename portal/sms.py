@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Protocol
 
-import requests
+import urllib3
 
 from portal.messages import SMS_TEXT
 from portal.models import Province
@@ -39,22 +39,33 @@ class FileBackend:
             sink.write(line + "\n")
 
 
+class GatewayRefused(Exception):
+    pass
+
+
 class HttpBackend:
+    """POSTs over keep-alive connections, one per sending thread of a batch job.
+
+    urllib3 rather than requests: requests looks up proxies and ~/.netrc on every call,
+    a quarter of a sending thread's time at hundreds of texts a second.
+    """
+
     def __init__(self, url: str, timeout: float = 5.0):
         self.url = url
-        self.timeout = timeout
-        self.http = requests.Session()
-        # Batch jobs send on several threads over this one session: a connection each.
-        self.http.mount(self.url, requests.adapters.HTTPAdapter(pool_maxsize=32))
+        self.http = urllib3.PoolManager(
+            maxsize=32, timeout=urllib3.Timeout(total=timeout), retries=False
+        )
 
     def send(self, to: str, text: str, message_id: str) -> None:
-        response = self.http.post(
+        body = json.dumps({"to": to, "text": text, "message_id": message_id}, ensure_ascii=False)
+        response = self.http.request(
+            "POST",
             self.url,
-            json={"to": to, "text": text, "message_id": message_id},
-            headers={"Idempotency-Key": message_id},
-            timeout=self.timeout,
+            body=body.encode(),
+            headers={"Content-Type": "application/json", "Idempotency-Key": message_id},
         )
-        response.raise_for_status()
+        if not 200 <= response.status < 300:
+            raise GatewayRefused(f"HTTP {response.status}")
 
 
 def backend_from_config(config: dict) -> SmsBackend:

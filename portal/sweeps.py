@@ -9,11 +9,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import captchas, jobs
+from portal import captchas, events, jobs
 from portal.extensions import db
-from portal.filings import status_events
 from portal.models import (
-    Event,
     Filing,
     FilingStatus,
     MessageKind,
@@ -40,8 +38,15 @@ def expire(now: datetime) -> list[str]:
 
 def _expire_chunk(now: datetime) -> list[str]:
     due = sa.and_(Filing.status == FilingStatus.PENDING_VERIFICATION, Filing.deadline <= now)
-    # Other sweeps skip the rows this one holds; the outer WHERE checks each row again.
-    chunk = sa.select(Filing.id).where(due).limit(EXPIRE_CHUNK).with_for_update(skip_locked=True)
+    # Other sweeps skip the rows this one holds; the outer WHERE checks each row again. In
+    # deadline order, so the chunk is read from ix_filings_status_deadline, not the table.
+    chunk = (
+        sa.select(Filing.id)
+        .where(due)
+        .order_by(Filing.deadline)
+        .limit(EXPIRE_CHUNK)
+        .with_for_update(skip_locked=True)
+    )
     filing_ids = list(
         db.session.scalars(
             sa.update(Filing)
@@ -62,10 +67,8 @@ def _expire_chunk(now: datetime) -> list[str]:
         .values(status=VerificationStatus.EXPIRED)
         .execution_options(synchronize_session=False)
     )
-    events = status_events(filing_ids, now)
-    db.session.execute(sa.insert(Event), events)
-    for event in events:
-        jobs.after_commit(jobs.deliver_event, event["id"])
+    for event_id in events.record_status_changes(filing_ids, now):
+        jobs.after_commit(jobs.deliver_event, event_id)
     return filing_ids
 
 

@@ -99,7 +99,7 @@ def test_a_whole_journey_logs_no_secret(journey_env, app, client, provider, capl
     values = {"phone": PHONE_B, "id_last6": ID_B_LAST6}
     response = client.post("/tianjin/resend", data={**fields, "captcha": CAPTCHA, **values})
     assert Outcome.RESEND_SENT.message in response.get_data(as_text=True)
-    assert any("in-process job" in r.getMessage() for r in caplog.records)
+    assert any("not sent (attempt 1, retried later)" in r.getMessage() for r in caplog.records)
 
     assert client.get(f"/boom/{PHONE_B}").status_code == 500
     exception_logs = [r for r in caplog.records if r.exc_text and "RuntimeError" in r.exc_text]

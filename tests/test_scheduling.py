@@ -99,7 +99,7 @@ def test_worker_and_cron_commands_refuse_to_start_without_redis(app, command):
 
 def test_worker_command_runs_the_queued_jobs(queue, app, submit_filing, sent_codes):
     submit_filing()
-    assert (queue.count, sent_codes()) == (2, {})
+    assert (queue.count, sent_codes()) == (1, {})
 
     result = app.test_cli_runner().invoke(args=["worker", "--burst"])
 

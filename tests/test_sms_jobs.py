@@ -129,17 +129,16 @@ def redis_down(env) -> None:
 # RQ on the real Redis
 
 
-def test_submission_queues_one_job_per_distinct_phone_and_sends_nothing_yet(
+def test_submission_queues_one_job_with_a_text_per_distinct_phone_and_sends_nothing_yet(
     queue, submit_filing, env
 ):
     filing = submit_filing(two_phones_three_principals())
 
     messages = messages_of(filing["id"])
     assert queue.name == "default"
-    assert queue.count == 2
-    queued = queue.get_jobs()
-    assert {job.func_name for job in queued} == {"portal.jobs.deliver_sms"}
-    assert sorted(job.args for job in queued) == [(message.id,) for message in messages]
+    (job,) = queue.get_jobs()
+    assert job.func_name == "portal.jobs.deliver_sms_batch"
+    assert job.args == ([message.id for message in messages],)
     assert sent_texts(env["SMS_FILE_PATH"]) == []
     assert [message.status for message in messages] == [MessageStatus.QUEUED] * 2
     assert filing["deadline"] is None
@@ -184,16 +183,20 @@ def test_code_validity_runs_from_the_first_sending(queue, submit_filing, client,
 def test_jobs_are_queued_only_once_their_rows_are_committed(queue, submit_filing, monkeypatch, app):
     """At enqueue time another connection already sees the message row: no worker can miss it."""
     seen_at_enqueue = []
-    enqueue = queue.enqueue
+    enqueue_many = queue.enqueue_many
 
-    def enqueue_and_look(func, message_id, **options):
-        with db.engine.connect() as other:
-            seen_at_enqueue.append(
-                other.scalar(sa.select(SmsMessage.status).where(SmsMessage.id == message_id))
-            )
-        return enqueue(func, message_id, **options)
+    def enqueue_and_look(job_datas, **options):
+        for job_data in job_datas:
+            (message_ids,) = job_data.args
+            with db.engine.connect() as other:
+                seen_at_enqueue.extend(
+                    other.scalars(
+                        sa.select(SmsMessage.status).where(SmsMessage.id.in_(message_ids))
+                    )
+                )
+        return enqueue_many(job_datas, **options)
 
-    monkeypatch.setattr(queue, "enqueue", enqueue_and_look)
+    monkeypatch.setattr(queue, "enqueue_many", enqueue_and_look)
     filing = submit_filing(two_phones_three_principals())
 
     assert seen_at_enqueue == [MessageStatus.QUEUED] * 2
