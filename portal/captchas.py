@@ -52,8 +52,8 @@ def _new_answer() -> str:
 
 
 def image(challenge_id: str) -> BytesIO | None:
-    """The image of one of this session's challenges: the pooled one the first time it is
-    asked for (a Redis read), else made now from the stored answer (~4 ms of CPU)."""
+    """The image of one of this session's challenges: the pooled one while Redis keeps it (a
+    Redis read), else made now from the stored answer (~4 ms of CPU)."""
     if challenge_id not in session.get("captchas", []):
         return None
     if png := _pooled_image(challenge_id):
@@ -66,7 +66,7 @@ def image(challenge_id: str) -> BytesIO | None:
 # takes one from and a job refills (`portal.jobs.refill_captchas`). The pool moves the
 # CPU off the request, it does not remove it: when workers cannot keep up, pages make
 # their images on demand as the embedded default does. An image taken from the pool is
-# kept for its challenge for IMAGE_TTL and served once; asked for again, it is remade.
+# kept for its challenge for IMAGE_TTL (a reload reads it again); after that it is remade.
 POOL_SIZE = 2000  # the default of CAPTCHA_POOL_SIZE
 REFILL_BELOW = 500
 REFILL_BATCH = 500
@@ -120,7 +120,7 @@ def _pooled_image(challenge_id: str) -> bytes | None:
     if redis is None:
         return None
     try:
-        return redis.getdel(f"captcha:image:{challenge_id}")
+        return redis.get(f"captcha:image:{challenge_id}")
     except RedisError:
         return None
 

@@ -96,7 +96,7 @@ def _form_page(form: CaptchaFields, attempt: Callable, page: str):
         result, status = _submit(form, attempt)
     form.captcha_id.data = captchas.new_challenge(utcnow())
     form.captcha.data = ""
-    db.session.commit()
+    jobs.commit()  # the attempt and the next challenge in one transaction
     return _render(page, form, result, status)
 
 
@@ -125,7 +125,6 @@ def _submit(form: CaptchaFields, attempt: Callable) -> tuple[VerifyResult | None
     if not captchas.solve(form.captcha_id.data, form.captcha.data, now):
         return VerifyResult(Outcome.CAPTCHA_WRONG), 422
     result = attempt(form, now)
-    jobs.commit()
     if result.outcome == Outcome.TOO_MANY_ATTEMPTS:
         return result, 429
     return result, 200
