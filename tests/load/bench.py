@@ -15,9 +15,12 @@ import csv
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -26,25 +29,21 @@ import requests
 from redis import Redis
 
 from tests.load.data import filing_body
+from tests.load.gateway import ARRIVALS
+from tests.load.postgres import bench_postgres, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DATABASE = "portal_bench"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PORTAL_PORT, HELLO_PORT, GATEWAY_PORT = 8101, 8102, 8103
 PROVINCES = ("tianjin", "gansu", "hainan", "zhejiang", "sichuan")
 ADMIN_PASSWORD = "bench-password-" + secrets.token_hex(4)
 # Single routes measured at saturation, beside the yardstick.
-CAPACITY_TARGETS = ("healthz", "verify_page", "captcha", "poll")
+CAPACITY_TARGETS = ("healthz", "verify_page", "captcha", "verify_post", "intake", "poll")
+# Issue 6's targets: req/s at saturation as a share of the yardstick's.
+RATIO_TARGETS = {"verify_post": 0.20, "captcha": 0.50, "intake": 0.20}
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-
-
-def fresh_database() -> str:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {DATABASE}")
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DATABASE}"
 
 
 def stack_env(database_url: str, metrics_dir: Path) -> dict[str, str]:
@@ -164,6 +163,55 @@ def fill_captcha_pool(base: str, size: int, seconds: float = 30) -> None:
             requests.get(f"{base}/tianjin/verify", timeout=10)
 
 
+def sms_latency(base: str, api_key: str, database_url: str, rate: int, seconds: int) -> dict:
+    """Filings through the API at `rate` a second for `seconds`; for each of their texts, the
+    time from its acceptance (the intake's clock, a few ms before the 201) to the gateway."""
+    redis = Redis.from_url(REDIS_URL)
+    redis.delete(ARRIVALS)
+    local = threading.local()
+    started = time.time()
+
+    def submit(index: int) -> int:
+        time.sleep(max(0.0, started + index / rate - time.time()))
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+            local.session.headers["Authorization"] = f"Bearer {api_key}"
+        body = filing_body("new_filing")
+        return local.session.post(f"{base}/api/v1/filings", json=body, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = list(pool.map(submit, range(rate * seconds)))
+    offered = time.time() - started
+    with psycopg.connect(database_url) as connection:
+        accepted = dict(
+            connection.execute(
+                "SELECT 'sms-' || id, extract(epoch FROM created_at) FROM sms_messages"
+                " WHERE kind = 'initial' AND created_at >= to_timestamp(%s) AT TIME ZONE 'UTC'",
+                (started,),
+            ).fetchall()
+        )
+    arrived: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while len(arrived) < len(accepted) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        for entry in redis.lrange(ARRIVALS, 0, -1):
+            message_id, at = entry.decode().split()
+            arrived.setdefault(message_id, float(at))
+    latencies = sorted(arrived[key] - float(accepted[key]) for key in accepted if key in arrived)
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "offered": len(statuses) / offered,
+        "accepted": statuses.count(201),
+        "refused": len(statuses) - statuses.count(201),
+        "texts": len(accepted),
+        "arrived": len(latencies),
+        "p50": statistics.median(latencies) if latencies else 0,
+        "p99": latencies[int(len(latencies) * 0.99)] if latencies else 0,
+        "max": latencies[-1] if latencies else 0,
+    }
+
+
 def locust(
     locustfile: str, host: str, users: int, seconds: int, prefix: Path, env: dict[str, str]
 ) -> list[dict]:
@@ -202,14 +250,25 @@ def main() -> None:
     parser.add_argument("--worker-class", default="", help="gunicorn worker class to compare")
     parser.add_argument("--targets", default=",".join(CAPACITY_TARGETS))
     parser.add_argument("--skip-mixed", action="store_true")
+    parser.add_argument(
+        "--latency-seconds", type=int, default=30,
+        help="seconds of 50 submissions/s for the text latency (0: skip)",
+    )  # fmt: skip
+    parser.add_argument("--shared-postgres", action="store_true",
+                        help="on the machine's PostgreSQL, not a tuned one of our own")  # fmt: skip
     args = parser.parse_args()
+    with bench_postgres(args.shared_postgres) as admin_url:
+        run(args, fresh_database(admin_url, DATABASE))
+
+
+def run(args, database_url: str) -> None:
 
     work = Path(os.environ.get("BENCH_WORKDIR") or ROOT / "instance" / "bench")
     work.mkdir(parents=True, exist_ok=True)
     metrics_dir = work / "metrics"
     metrics_dir.mkdir(exist_ok=True)
     Redis.from_url(REDIS_URL).flushdb()
-    env = stack_env(fresh_database(), metrics_dir)
+    env = stack_env(database_url, metrics_dir)
     env.update(setting.split("=", 1) for setting in args.portal_env)
     if args.worker_class:
         env["GUNICORN_WORKER_CLASS"] = args.worker_class
@@ -248,15 +307,20 @@ def main() -> None:
             rows = locust("tests/load/saturate.py", portal, capacity_users, args.capacity_seconds,
                           work / target, {**bench_env, "BENCH_TARGET": target})  # fmt: skip
             for row in rows:
-                if row["Name"] != "Aggregated":
-                    results[row["Name"]] = row_numbers(row)
+                if row["Name"] == target:
+                    results[target] = row_numbers(row)
+        latency = None
+        if args.latency_seconds:
+            print(f"texts: 50 submissions/s for {args.latency_seconds} s", flush=True)
+            latency = sms_latency(portal, bench_env["BENCH_API_KEY"], database_url, 50,
+                                  args.latency_seconds)  # fmt: skip
         mixed = []
         if not args.skip_mixed:
             print(f"mixed: {args.users} users for {args.duration} s", flush=True)
             mixed = locust("tests/load/locustfile.py", portal, args.users, args.duration,
                            work / "mixed", bench_env)  # fmt: skip
         sms_received = int(Redis.from_url(REDIS_URL).get("bench:received") or 0)
-    write_report(Path(args.out), args, results, mixed, sms_received)
+    write_report(Path(args.out), args, results, latency, mixed, sms_received)
     print(f"wrote {args.out}")
 
 
@@ -264,7 +328,9 @@ def _ratio(value: float, yardstick: float) -> str:
     return f"{value / yardstick:.2f}×" if yardstick else "–"
 
 
-def write_report(out: Path, args, capacity: dict, mixed: list[dict], sms: int) -> None:
+def write_report(
+    out: Path, args, capacity: dict, latency: dict | None, mixed: list[dict], sms: int
+) -> None:
     hello = capacity["hello"]
     lines = [
         BEGIN,
@@ -285,6 +351,24 @@ def write_report(out: Path, args, capacity: dict, mixed: list[dict], sms: int) -
             f" | {row['p95']:.0f} | {row['p99']:.0f} | {_ratio(row['p50'], hello['p50'])}"
             f" | {row['failures']} |"
         )
+    lines += ["", "| target | req/s × hello | wanted | met? |", "|---|---:|---:|---|"]
+    for name, wanted in RATIO_TARGETS.items():
+        if name in capacity:
+            ratio = capacity[name]["rps"] / hello["rps"]
+            met = "yes" if ratio >= wanted else "**no**"
+            lines.append(f"| {name} | {ratio:.2f}× | ≥ {wanted:.2f}× | {met} |")
+    if latency:
+        lines += [
+            "",
+            f"### Texts: {latency['rate']} submissions/s through the API for {latency['seconds']} s,"
+            " two `flask worker`s",
+            "",
+            f"Offered {latency['offered']:.1f} submissions/s: {latency['accepted']} accepted,"
+            f" {latency['refused']} refused. Of their {latency['texts']} texts, {latency['arrived']}"
+            " reached the gateway; from acceptance to the gateway call:"
+            f" p50 {latency['p50'] * 1000:.0f} ms, p99 {latency['p99'] * 1000:.0f} ms,"
+            f" max {latency['max'] * 1000:.0f} ms.",
+        ]
     lines += [
         "",
         f"### Mixed run: {args.users} users (applicants 14 : providers 4 : admins 1),"

@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
 import sqlalchemy as sa
 from flask_migrate import upgrade
 from redis import Redis
@@ -30,20 +29,13 @@ from portal.filings import submit
 from portal.models import MessageStatus, SmsMessage
 from portal.schemas import FilingIn
 from tests.load.data import PROVINCES, filing_body
+from tests.load.postgres import bench_postgres, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DATABASE = "portal_sms_bench"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 GATEWAY_PORT = 8104
 MODES = ("one job per text", "batch jobs")
-
-
-def fresh_database() -> str:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {DATABASE}")
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DATABASE}"
 
 
 def queued_texts(provider, count: int) -> list[int]:
@@ -79,11 +71,19 @@ def sent_count() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=4000)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=MODES)
+    parser.add_argument("--shared-postgres", action="store_true",
+                        help="on the machine's PostgreSQL, not a tuned one of our own")  # fmt: skip
     args = parser.parse_args()
+    with bench_postgres(args.shared_postgres) as admin_url:
+        measure(args, fresh_database(admin_url, DATABASE))
+
+
+def measure(args, database_url: str) -> None:
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
     env = {
-        "DATABASE_URL": fresh_database(),
+        "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "SECRET_KEY": "sms-throughput",
         "SMS_BACKEND": "http",
@@ -112,7 +112,7 @@ def main() -> None:
             db.session.commit()
             queue = app.extensions["rq_queue"]
             results = {}
-            for mode in MODES:
+            for mode in args.modes:
                 ids = queued_texts(provider, args.texts)
                 before = sent_count()
                 if mode == "one job per text":

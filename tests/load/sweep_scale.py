@@ -8,8 +8,8 @@ database, then measures:
 - the verify lookup (a wrong code for a known phone, the full `verify` operation) as p50
   over many attempts with 10,000 filings and again with `--rows` (target: within 1.3×);
 - the expiry sweep returning `--expired` due filings out of `--rows` (target: < 2 s),
-  its statements and its commit (which queues one webhook job per event on Redis db 14)
-  timed apart.
+  its statements and its commit (which queues the events' webhook jobs, 50 events a job, on
+  Redis db 14) timed apart.
 """
 
 import argparse
@@ -25,14 +25,14 @@ import psycopg
 from flask_migrate import upgrade
 from redis import Redis
 
-from portal import create_app, jobs, keys, providers, sweeps
+from portal import create_app, events, jobs, keys, providers, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.verification import verify
 from tests.load.data import PROVINCES
+from tests.load.postgres import bench_postgres, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DATABASE = "portal_sweep_bench"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 FILING_COLUMNS = (
@@ -42,13 +42,6 @@ VERIFICATION_COLUMNS = (
     "filing_id, province_slug, phone, roles, code_digest, code_sealed, id_digest, id_masked,"
     " status, wrong_id_count, resend_count, noon_resend_at, noon_resent"
 )
-
-
-def fresh_database() -> str:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {DATABASE}")
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DATABASE}"
 
 
 def phone_of(index: int) -> str:
@@ -107,19 +100,19 @@ def lookup_p50(rows: int, attempts: int = 2000) -> float:
     return statistics.median(timings)
 
 
-def _time_event_building() -> list[float]:
-    """Time spent in `status_events` (the webhook payloads), kept apart from the updates."""
+def _time_event_writing() -> list[float]:
+    """Time spent writing the webhook events (`events.record_status_changes`), kept apart."""
     spent = [0.0]
-    build = sweeps.status_events
+    write = events.record_status_changes
 
     def timed(filing_ids, now):
         started = time.perf_counter()
         try:
-            return build(filing_ids, now)
+            return write(filing_ids, now)
         finally:
             spent[0] += time.perf_counter() - started
 
-    sweeps.status_events = timed
+    events.record_status_changes = timed
     return spent
 
 
@@ -128,9 +121,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--expired", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--shared-postgres", action="store_true",
+                        help="on the machine's PostgreSQL, not a tuned one of our own")  # fmt: skip
     args = parser.parse_args()
     Redis.from_url(REDIS_URL).flushdb()
-    url = fresh_database()
+    with bench_postgres(args.shared_postgres) as admin_url:
+        measure(args, fresh_database(admin_url, DATABASE))
+
+
+def measure(args, url: str) -> None:
     env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "sweep-scale",
            "PORTAL_ENV": "development", "LOG_FORMAT": "text"}  # fmt: skip
     app = create_app(env)
@@ -156,7 +155,7 @@ def main() -> None:
             f" ({large_p50 / small_p50:.2f}× the small table)",
             flush=True,
         )
-        building = _time_event_building()
+        writing = _time_event_writing()
         started = time.perf_counter()
         returned = sweeps.expire(utcnow())
         statements = time.perf_counter() - started
@@ -164,8 +163,8 @@ def main() -> None:
         total = time.perf_counter() - started
         print(
             f"expiry sweep: {len(returned):,} of {args.rows:,} filings returned in {total:.2f} s"
-            f" (status updates {statements - building[0]:.2f} s, building the {len(returned):,}"
-            f" webhook events {building[0]:.2f} s, commit and queueing {total - statements:.2f} s)"
+            f" (status updates {statements - writing[0]:.2f} s, writing the {len(returned):,}"
+            f" webhook events {writing[0]:.2f} s, commit and queueing {total - statements:.2f} s)"
         )
         db.session.remove()
         db.engine.dispose()
