@@ -125,6 +125,20 @@ def test_captcha_images_come_from_the_pool_the_workers_fill(queue, app, client):
     assert CAPTCHA == "TEST"
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_pooled_captcha_image_is_served_without_the_database(queue, app, client):
+    jobs.refill_captchas()
+    page = client.get("/tianjin/verify").get_data(as_text=True)
+    challenge_id = page.split('name="captcha_id"')[1].split('value="')[1].split('"')[0]
+    statements = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    image = client.get(f"/tianjin/captcha/{challenge_id}.png")
+
+    assert image.status_code == 200 and image.data.startswith(b"\x89PNG")
+    assert statements == []
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_page_finding_the_pool_low_queues_one_refill(queue, client):
     client.get("/tianjin/verify")
