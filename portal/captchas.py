@@ -52,20 +52,25 @@ def _new_answer() -> str:
 
 
 def image(challenge_id: str) -> BytesIO | None:
-    """The image of one of this session's challenges: the pooled one while Redis keeps it (a
-    Redis read), else made now from the stored answer (~4 ms of CPU)."""
+    """The image of one of this session's challenges: from Redis while it keeps it (a Redis
+    read), else made now from the stored answer (~4 ms of CPU) and kept there."""
     if challenge_id not in session.get("captchas", []):
         return None
     if png := _pooled_image(challenge_id):
         return BytesIO(png)
     answer = _answer(challenge_id)
-    return _images.generate(answer) if answer else None
+    if not answer:
+        return None
+    drawn = _images.generate(answer)
+    if _redis() is not None:
+        _keep_image(challenge_id, drawn.getvalue())  # a reload reads it, not draws it again
+    return drawn
 
 
 # With Redis, images are made ahead by workers: a pool of (answer, PNG) pairs that a page
 # takes one from and a job refills (`portal.jobs.refill_captchas`). The pool moves the
 # CPU off the request, it does not remove it: when workers cannot keep up, pages make
-# their images on demand as the embedded default does. An image taken from the pool is
+# their images on demand as the embedded default does. An image, pooled or drawn on demand, is
 # kept for its challenge for IMAGE_TTL (a reload reads it again); after that it is remade.
 POOL_SIZE = 2000  # the default of CAPTCHA_POOL_SIZE
 REFILL_BELOW = 500

@@ -122,6 +122,7 @@ def test_captcha_images_come_from_the_pool_the_workers_fill(queue, app, client):
     remade = client.get(f"/tianjin/captcha/{challenge_id}.png")
     assert remade.status_code == 200 and remade.data.startswith(b"\x89PNG")
     assert remade.data != image.data  # drawn again: the captcha package adds random noise
+    assert client.get(f"/tianjin/captcha/{challenge_id}.png").data == remade.data  # and kept
     assert CAPTCHA == "TEST"
 
 
