@@ -10,13 +10,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from flask import (
     Blueprint,
+    Response,
     abort,
     g,
     make_response,
     redirect,
     render_template,
     request,
-    send_file,
     session,
     url_for,
 )
@@ -184,9 +184,7 @@ def _uncached(content, mimetype: str):
     """A captcha's image or sound: only for its own session, never stored by a cache."""
     if content is None:
         abort(404)
-    response = send_file(content, mimetype=mimetype, max_age=0)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return Response(content.getvalue(), mimetype=mimetype, headers={"Cache-Control": "no-store"})
 
 
 def _render(page: str, form: CaptchaFields, result: VerifyResult | None, status: int):
