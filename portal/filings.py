@@ -77,6 +77,7 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
     people = people_to_check(data)
     if data.type == FilingType.NEW_ACCESS:
         _check_against_records(data)
+    checked = bool(people) and province.is_live(now) and _type_is_checked(data.type)
     filing = Filing(
         provider_id=provider.id,
         reference=data.reference,
@@ -85,15 +86,13 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
         change_scope=data.change_scope,
         content=_stored_content(data),
         created_at=now,
-        status=FilingStatus.UNDER_REVIEW,
+        status=FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
     )
     db.session.add(filing)
-    if people and province.is_live(now) and _type_is_checked(data.type):
-        filing.status = FilingStatus.PENDING_VERIFICATION
-        _issue_codes(filing, people, now)
-    db.session.flush()
-    for verification in filing.verifications:
-        send_code(verification, MessageKind.INITIAL, now)
+    if checked:
+        verifications = _issue_codes(filing, people)
+        db.session.flush()
+        send_codes(verifications, MessageKind.INITIAL, now)
     return filing, True
 
 
@@ -171,12 +170,10 @@ def _type_is_checked(filing_type: str) -> bool:
     )
 
 
-def _issue_codes(filing: Filing, people: list[Person], now: datetime) -> None:
-    taken: set[str] = set()
-    for person in people:
-        code = _unused_code(filing.province_slug, taken)
-        taken.add(keys.digest("code", code))
-        verification = Verification(
+def _issue_codes(filing: Filing, people: list[Person]) -> list[Verification]:
+    codes = _unused_codes(filing.province_slug, len(people))
+    verifications = [
+        Verification(
             filing=filing,
             province_slug=filing.province_slug,
             phone=person.phone,
@@ -187,36 +184,46 @@ def _issue_codes(filing: Filing, people: list[Person], now: datetime) -> None:
             id_masked=mask_id(person.id_number),
             noon_resend_at=next_day_noon(filing.created_at),
         )
-        db.session.add(verification)
+        for person, code in zip(people, codes, strict=True)
+    ]
+    db.session.add_all(verifications)
+    return verifications
 
 
-def send_code(verification: Verification, kind: MessageKind, now: datetime) -> None:
-    """Send the verification's code (again) once the transaction commits."""
-    message = SmsMessage(
-        verification_id=verification.id, kind=kind, created_at=now, next_attempt_at=now
-    )
-    db.session.add(message)
+def send_codes(verifications: list[Verification], kind: MessageKind, now: datetime) -> None:
+    """Send each verification's code (again) once the transaction commits."""
+    messages = [
+        SmsMessage(verification_id=v.id, kind=kind, created_at=now, next_attempt_at=now)
+        for v in verifications
+    ]
+    db.session.add_all(messages)
     db.session.flush()
-    jobs.after_commit(jobs.deliver_sms, message.id)
+    for message in messages:
+        jobs.after_commit(jobs.deliver_sms, message.id)
 
 
-def _unused_code(province_slug: str, taken: set[str]) -> str:
-    """A random code no live verification of the province holds (the unique index backs this up),
-    under any data key: a code issued before a key rotation is still live."""
-    while True:
-        code = f"{secrets.randbelow(1_000_000):06d}"
-        code_digests = keys.digests("code", code)
-        if code_digests[0] in taken:
-            continue
-        clash = db.session.scalar(
-            sa.select(Verification.id).where(
+def _unused_codes(province_slug: str, count: int) -> list[str]:
+    """`count` different random codes that no live verification of the province holds (the
+    unique index backs this up), under any data key: a code issued before a key rotation is
+    still live. One query for all of them; only a clash is drawn again."""
+    codes: list[str] = []
+    while len(codes) < count:
+        drawn: list[str] = []
+        while len(drawn) < count - len(codes):
+            code = f"{secrets.randbelow(1_000_000):06d}"
+            if code not in codes and code not in drawn:
+                drawn.append(code)
+        by_digest = {digest: code for code in drawn for digest in keys.digests("code", code)}
+        held = db.session.scalars(
+            sa.select(Verification.code_digest).where(
                 Verification.province_slug == province_slug,
-                Verification.code_digest.in_(code_digests),
+                Verification.code_digest.in_(by_digest),
                 Verification.status == VerificationStatus.PENDING,
             )
         )
-        if clash is None:
-            return code
+        clashes = {by_digest[digest] for digest in held}
+        codes += [code for code in drawn if code not in clashes]
+    return codes
 
 
 def _stored_content(data: FilingIn) -> dict:

@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.filings import awaits_codes, send_code
+from portal.filings import awaits_codes, send_codes
 from portal.messages import Outcome
 from portal.models import (
     MessageKind,
@@ -50,7 +50,7 @@ def resend_verification(verification: Verification, province: Province, now: dat
         if verification.status != VerificationStatus.PENDING:
             return Outcome.RESEND_NOTHING_PENDING
         return Outcome.RESEND_LIMIT_REACHED
-    send_code(verification, MessageKind.RESEND, now)
+    send_codes([verification], MessageKind.RESEND, now)
     return Outcome.RESEND_SENT
 
 
