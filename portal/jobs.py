@@ -65,15 +65,15 @@ def commit() -> None:
     texts = [row_id for func, row_id in queued if func is deliver_sms]
     if texts:
         enqueue_sms_batches(texts)
-    events = [row_id for func, row_id in queued if func is deliver_event]
-    if len(events) > EVENTS_ONE_BY_ONE:
-        _enqueue_event_batches(events)
-    else:
-        for event_id in events:
+    _enqueue_events([row_id for func, row_id in queued if func is deliver_event])
+
+
+def _enqueue_events(event_ids: list[str]) -> None:
+    """A few events one job each (RQ retries each); many (a sweep) `EVENT_BATCH` to a job."""
+    if len(event_ids) <= EVENTS_ONE_BY_ONE:
+        for event_id in event_ids:
             enqueue(deliver_event, event_id)
-
-
-def _enqueue_event_batches(event_ids: list[str]) -> None:
+        return
     # Posted one after another: a batch may wait on slow receivers up to their timeout each.
     timeout = EVENT_BATCH * webhooks.TIMEOUT_SECONDS + 60
     _enqueue_batches(deliver_event_batch, event_ids, EVENT_BATCH, timeout=timeout)
@@ -169,62 +169,46 @@ def _schedule_retry(row, delays: tuple[int, ...], now: datetime) -> bool:
     return left
 
 
+class TextNotSent(Exception):
+    pass
+
+
 @in_app_context
 def deliver_sms(message_id: int) -> None:
-    now = utcnow()
-    message = _claim(SmsMessage, message_id, lambda m: m.status == MessageStatus.QUEUED, now)
-    if message is None:
-        return
-    verification = message.verification
-    province = db.session.get(Province, verification.province_slug)
-    text = code_text(
-        province, keys.unseal(verification.code_sealed), current_app.config["PUBLIC_BASE_URL"]
-    )
-    try:
-        current_app.extensions["sms"].send(verification.phone, text, f"sms-{message.id}")
-    except Exception as error:
-        message.last_error = f"{type(error).__name__}: {error}"[:500]
-        retry = _schedule_retry(message, SMS_RETRY_DELAYS, utcnow())
-        if not retry:
-            message.status = MessageStatus.FAILED
-        db.session.commit()
-        (operations.SMS_RETRIED if retry else operations.SMS_FAILED).inc()
-        if retry:
-            raise
-        return
-    operations.SMS_SENT.inc()
-    sent_at = utcnow()
-    message.status = MessageStatus.SENT
-    message.sent_at = sent_at
-    message.next_attempt_at = None
-    _start_the_clock(
-        verification.filing_id, sent_at + timedelta(hours=province.code_validity_hours)
-    )
-    db.session.commit()
+    """One text, as `deliver_sms_batch` sends it: the job of a text's retry. It raises while
+    the text has attempts left, so that RQ runs it again after the next delay."""
+    if _send_texts([message_id]):
+        raise TextNotSent(f"text {message_id} not sent")
 
 
 @in_app_context
 def deliver_sms_batch(message_ids: list[int]) -> None:
-    """`deliver_sms` for many texts: one claim, sends in parallel, one commit.
-
-    The claim is `deliver_sms`'s, set-wise: one `UPDATE … WHERE status = 'queued' RETURNING`
-    takes every text still to send, so two jobs never both hold one. A text that fails is
-    scheduled like `deliver_sms` schedules it and handed to a job of its own for its retry.
-    """
-    now = utcnow()
-    claimed = _claim_texts(message_ids, now)
-    if not claimed:
-        return
-    outcomes = _send_all(claimed)
-    sent = [message for message, error in outcomes if error is None]
-    _mark_sent(sent, utcnow())
-    retries = []
-    for message, error in outcomes:
-        if error is not None and _fail(message, error, utcnow()):
-            retries.append(message)
-    db.session.commit()
-    for message in retries:
+    """Sends the texts still to send; each that fails gets a `deliver_sms` job for its retry."""
+    for message in _send_texts(message_ids):
         _retry_later(deliver_sms, message, SMS_RETRY_DELAYS)
+
+
+def _send_texts(message_ids: list[int]) -> list[SmsMessage]:
+    """One claim, the sends in parallel, one commit; returns the texts that failed and have an
+    attempt left.
+
+    The claim is one `UPDATE … WHERE status = 'queued' RETURNING`: it takes every text still to
+    send, so a text already sent (a duplicate job, a relay) is never sent again. The first text
+    sent for a filing starts its clock.
+    """
+    claimed = _claim_texts(message_ids, utcnow())
+    if not claimed:
+        return []
+    provinces = {p.slug: p for p in db.session.scalars(sa.select(Province))}
+    outcomes = _send_all(claimed, provinces)
+    _mark_sent([message for message, error in outcomes if error is None], utcnow(), provinces)
+    retries = [
+        message
+        for message, error in outcomes
+        if error is not None and _fail(message, error, utcnow())
+    ]
+    db.session.commit()
+    return retries
 
 
 def _claim_texts(message_ids: list[int], now: datetime) -> list[SmsMessage]:
@@ -250,10 +234,11 @@ def _claim_texts(message_ids: list[int], now: datetime) -> list[SmsMessage]:
     )
 
 
-def _send_all(messages: list[SmsMessage]) -> list[tuple[SmsMessage, Exception | None]]:
+def _send_all(
+    messages: list[SmsMessage], provinces: dict[str, Province]
+) -> list[tuple[SmsMessage, Exception | None]]:
     """Each text's outcome; the texts are written here, the sending runs on threads."""
     base_url = current_app.config["PUBLIC_BASE_URL"]
-    provinces = {p.slug: p for p in db.session.scalars(sa.select(Province))}
     backend = current_app.extensions["sms"]
     texts = []
     for message in messages:
@@ -280,7 +265,7 @@ def _senders() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="sms-send")
 
 
-def _mark_sent(sent: list[SmsMessage], sent_at: datetime) -> None:
+def _mark_sent(sent: list[SmsMessage], sent_at: datetime, provinces: dict[str, Province]) -> None:
     if not sent:
         return
     db.session.execute(
@@ -291,10 +276,9 @@ def _mark_sent(sent: list[SmsMessage], sent_at: datetime) -> None:
     )
     operations.SMS_SENT.inc(len(sent))
     by_validity: dict[int, list[str]] = {}
-    provinces = {p.slug: p.code_validity_hours for p in db.session.scalars(sa.select(Province))}
     for message in sent:
         verification = message.verification
-        hours = provinces[verification.province_slug]
+        hours = provinces[verification.province_slug].code_validity_hours
         by_validity.setdefault(hours, []).append(verification.filing_id)
     for hours, filing_ids in by_validity.items():
         db.session.execute(
@@ -334,16 +318,6 @@ def _retry_later(func: Callable, row, delays: tuple[int, ...]) -> None:
             queue.enqueue(func, row.id, retry=retry)
     except RedisError:
         log.warning("could not queue a retry of %s(%r); the relay will", func.__name__, row.id)
-
-
-def _start_the_clock(filing_id: str, deadline: datetime) -> None:
-    """The code's validity runs from its first sending: the first text sent sets the deadline."""
-    db.session.execute(
-        sa.update(Filing)
-        .where(Filing.id == filing_id, Filing.deadline.is_(None))
-        .values(deadline=deadline)
-        .execution_options(synchronize_session=False)
-    )
 
 
 @in_app_context
@@ -412,11 +386,7 @@ def relay(now: datetime) -> int:
     db.session.commit()
     if message_ids:
         enqueue_sms_batches(message_ids)
-    if len(event_ids) > EVENTS_ONE_BY_ONE:
-        _enqueue_event_batches(event_ids)
-    else:
-        for event_id in event_ids:
-            enqueue(deliver_event, event_id)
+    _enqueue_events(event_ids)
     return len(message_ids) + len(event_ids)
 
 

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from portal import jobs, sweeps
 from portal.clock import SHANGHAI
 from portal.extensions import db
+from portal.filings import send_codes
 from portal.messages import Outcome
 from portal.models import Event, Filing, MessageKind, Province, SmsMessage, Verification
 from portal.resend import resend
@@ -234,10 +235,13 @@ def test_resend_page_checks_the_captcha(submitted_at, client):
     assert texts_sent(MessageKind.RESEND) == 0
 
 
-def test_deadline_is_not_moved_by_a_later_first_text(submitted_at):
+def test_deadline_is_not_moved_by_a_later_text(submitted_at, clock):
     """Only the first text sent starts the clock; later ones leave the deadline alone."""
     filing = submitted_at(shanghai(2, 14))
     assert filing.deadline == shanghai(3, 14)
-    jobs._start_the_clock(filing.id, shanghai(5, 0))
-    db.session.commit()
+    clock.now = shanghai(2, 20)
+    send_codes(filing.verifications, MessageKind.RESEND, clock.now)
+    jobs.commit()  # in-process: sent now
+
+    assert texts_sent(MessageKind.RESEND) == 2
     assert db.session.get(Filing, filing.id, populate_existing=True).deadline == shanghai(3, 14)
