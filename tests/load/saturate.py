@@ -31,6 +31,7 @@ class Saturate(FastHttpUser):
         self.path = PATHS.get(TARGET, "/")
         if TARGET in ("poll", "intake"):
             self.headers = {"Authorization": f"Bearer {os.environ['BENCH_API_KEY']}"}
+        if TARGET == "poll":
             self.path = f"/api/v1/filings/{os.environ['BENCH_FILING_ID']}"
         if TARGET in ("captcha", "verify_post"):
             page = self.client.get("/tianjin/verify", name="page (once per user)").text

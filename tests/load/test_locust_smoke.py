@@ -56,30 +56,37 @@ def _seed() -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
-def test_every_user_type_runs_without_failures(served, tmp_path):
-    env = {**os.environ, **_seed(), "PYTHONPATH": str(ROOT)}
+def _locust(locustfile: str, host: str, tmp_path: Path, users: int, seconds: int, **extra):
+    """Runs a locustfile headless against `host`; its stats rows by name, and the process."""
+    env = {**os.environ, **_seed(), **extra, "PYTHONPATH": str(ROOT)}
     command = [
-        *(sys.executable, "-m", "locust", "-f", str(ROOT / "tests/load/locustfile.py")),
-        *("--headless", "--users", str(USERS), "--spawn-rate", str(USERS), "--run-time", "8s"),
-        *(
-            "--host",
-            served,
-            "--csv",
-            str(tmp_path / "smoke"),
-            "--only-summary",
-            "--loglevel",
-            "WARNING",
-        ),
+        *(sys.executable, "-m", "locust", "-f", str(ROOT / locustfile), "--headless"),
+        *("--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds}s"),
+        *("--host", host, "--csv", str(tmp_path / "smoke"), "--only-summary"),
+        *("--loglevel", "WARNING"),
     ]
     finished = subprocess.run(
         command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     with open(tmp_path / "smoke_stats.csv", newline="") as stats:
-        rows = list(csv.DictReader(stats))
-    by_name = {row["Name"]: row for row in rows}
-    assert by_name["Aggregated"]["Failure Count"] == "0", finished.stderr[-3000:]
+        return {row["Name"]: row for row in csv.DictReader(stats)}, finished
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_every_user_type_runs_without_failures(served, tmp_path):
+    rows, finished = _locust("tests/load/locustfile.py", served, tmp_path, USERS, 8)
+
+    assert rows["Aggregated"]["Failure Count"] == "0", finished.stderr[-3000:]
     assert finished.returncode == 0, finished.stderr[-3000:]
     for user in ("applicant:", "provider:", "admin:"):
-        made = sum(int(row["Request Count"]) for row in rows if row["Name"].startswith(user))
+        made = sum(int(row["Request Count"]) for name, row in rows.items() if name.startswith(user))
         assert made > 0, f"no {user} requests"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize("target", ["captcha", "verify_post", "intake"])
+def test_the_capacity_targets_run_without_failures(served, tmp_path, target):
+    rows, finished = _locust("tests/load/saturate.py", served, tmp_path, 4, 3, BENCH_TARGET=target)
+
+    assert rows["Aggregated"]["Failure Count"] == "0", finished.stderr[-3000:]
+    assert int(rows[target]["Request Count"]) > 0, finished.stderr[-3000:]
