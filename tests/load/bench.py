@@ -28,9 +28,9 @@ import psycopg
 import requests
 from redis import Redis
 
+from tests.load import postgres
 from tests.load.data import filing_body
 from tests.load.gateway import ARRIVALS
-from tests.load.postgres import bench_postgres, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -254,11 +254,9 @@ def main() -> None:
         "--latency-seconds", type=int, default=30,
         help="seconds of 50 submissions/s for the text latency (0: skip)",
     )  # fmt: skip
-    parser.add_argument("--shared-postgres", action="store_true",
-                        help="on the machine's PostgreSQL, not a tuned one of our own")  # fmt: skip
+    postgres.add_option(parser)
     args = parser.parse_args()
-    with bench_postgres(args.shared_postgres) as admin_url:
-        run(args, fresh_database(admin_url, DATABASE))
+    postgres.on_fresh_database(args, DATABASE, run)
 
 
 def run(args, database_url: str) -> None:

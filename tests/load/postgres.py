@@ -8,10 +8,12 @@ user when run as root) with the usual production settings for a machine of this 
 removes it afterwards. `--shared-postgres` measures on the machine's server instead.
 """
 
+import argparse
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,8 +61,22 @@ SHARED_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1
 TUNED_PORT = 5442
 
 
+def add_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shared-postgres",
+        action="store_true",
+        help="on the machine's PostgreSQL, not a tuned one of our own",
+    )
+
+
+def on_fresh_database(args: argparse.Namespace, name: str, measure: Callable) -> None:
+    """`measure(args, database_url)` on an empty database `name`, on the server `args` chose."""
+    with _server(args.shared_postgres) as admin_url:
+        measure(args, fresh_database(admin_url, name))
+
+
 @contextmanager
-def bench_postgres(shared: bool):
+def _server(shared: bool):
     """The admin URL of the server to measure on: a tuned one of our own, or the shared one."""
     if shared:
         yield SHARED_ADMIN

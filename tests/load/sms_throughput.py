@@ -28,8 +28,8 @@ from portal.extensions import db
 from portal.filings import submit
 from portal.models import MessageStatus, SmsMessage
 from portal.schemas import FilingIn
+from tests.load import postgres
 from tests.load.data import PROVINCES, filing_body
-from tests.load.postgres import bench_postgres, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "portal_sms_bench"
@@ -72,11 +72,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=4000)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=MODES)
-    parser.add_argument("--shared-postgres", action="store_true",
-                        help="on the machine's PostgreSQL, not a tuned one of our own")  # fmt: skip
+    postgres.add_option(parser)
     args = parser.parse_args()
-    with bench_postgres(args.shared_postgres) as admin_url:
-        measure(args, fresh_database(admin_url, DATABASE))
+    postgres.on_fresh_database(args, DATABASE, measure)
 
 
 def measure(args, database_url: str) -> None:

@@ -29,8 +29,8 @@ from portal import create_app, events, jobs, keys, providers, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.verification import verify
+from tests.load import postgres
 from tests.load.data import PROVINCES
-from tests.load.postgres import bench_postgres, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "portal_sweep_bench"
@@ -121,12 +121,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--expired", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
-    parser.add_argument("--shared-postgres", action="store_true",
-                        help="on the machine's PostgreSQL, not a tuned one of our own")  # fmt: skip
+    postgres.add_option(parser)
     args = parser.parse_args()
     Redis.from_url(REDIS_URL).flushdb()
-    with bench_postgres(args.shared_postgres) as admin_url:
-        measure(args, fresh_database(admin_url, DATABASE))
+    postgres.on_fresh_database(args, DATABASE, measure)
 
 
 def measure(args, url: str) -> None:
