@@ -72,7 +72,7 @@ def _enqueue_events(event_ids: list[str]) -> None:
     """A few events one job each (RQ retries each); many (a sweep) `EVENT_BATCH` to a job."""
     if len(event_ids) <= EVENTS_ONE_BY_ONE:
         for event_id in event_ids:
-            enqueue(deliver_event, event_id)
+            _enqueue_event(event_id)
         return
     # Posted one after another: a batch may wait on slow receivers up to their timeout each.
     timeout = EVENT_BATCH * webhooks.TIMEOUT_SECONDS + 60
@@ -107,16 +107,17 @@ def _enqueue_batches(func: Callable, row_ids: list, size: int, **options) -> Non
         log.warning("could not queue %s for %d rows; the relay will", func.__name__, len(row_ids))
 
 
-def enqueue(func: Callable, row_id) -> None:
+def _enqueue_event(event_id: str) -> None:
+    """One event's job, which RQ runs again after each delay while the receiver fails."""
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
-        _run_in_process(func, row_id)
+        _run_in_process(deliver_event, event_id)
         return
-    delays = RETRY_DELAYS[func]
+    retry = Retry(max=len(WEBHOOK_RETRY_DELAYS), interval=list(WEBHOOK_RETRY_DELAYS))
     try:
-        queue.enqueue(func, row_id, retry=Retry(max=len(delays), interval=list(delays)))
+        queue.enqueue(deliver_event, event_id, retry=retry)
     except RedisError:
-        log.warning("could not queue %s(%r); the relay will queue it later", func.__name__, row_id)
+        log.warning("could not queue event %r; the relay will queue it later", event_id)
 
 
 def _run_in_process(func: Callable, row_id) -> None:
@@ -369,9 +370,6 @@ def sweep() -> dict[str, int]:
     from portal import sweeps  # sweeps queue jobs themselves
 
     return sweeps.run_due(utcnow())
-
-
-RETRY_DELAYS = {deliver_sms: SMS_RETRY_DELAYS, deliver_event: WEBHOOK_RETRY_DELAYS}
 
 
 def relay(now: datetime) -> int:

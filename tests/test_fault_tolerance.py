@@ -219,7 +219,6 @@ def immediate_retries(monkeypatch) -> None:
     """RQ retries at once, so RQ's own recovery of the killed job can be run here."""
     zeros = (0,) * len(jobs.SMS_RETRY_DELAYS)
     monkeypatch.setattr(jobs, "SMS_RETRY_DELAYS", zeros)
-    monkeypatch.setitem(jobs.RETRY_DELAYS, jobs.deliver_sms, zeros)
 
 
 def start_worker(env, log_path: Path) -> subprocess.Popen:

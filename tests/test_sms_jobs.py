@@ -65,7 +65,6 @@ def immediate_retries(monkeypatch) -> None:
     """RQ retries at once (interval 0 re-enqueues the job, no scheduler needed)."""
     zeros = (0,) * len(jobs.SMS_RETRY_DELAYS)
     monkeypatch.setattr(jobs, "SMS_RETRY_DELAYS", zeros)
-    monkeypatch.setitem(jobs.RETRY_DELAYS, jobs.deliver_sms, zeros)
 
 
 @dataclass

@@ -263,7 +263,6 @@ def test_on_rq_a_failed_webhook_is_retried_by_rq_until_acknowledged_once(
     """RQ's own retry: the first after a delay (scheduled), the next at once (interval 0)."""
     delays = (1,) + (0,) * (len(jobs.WEBHOOK_RETRY_DELAYS) - 1)
     monkeypatch.setattr(jobs, "WEBHOOK_RETRY_DELAYS", delays)
-    monkeypatch.setitem(jobs.RETRY_DELAYS, jobs.deliver_event, delays)
     receiver = callback(500, 503)
     filing = submit_filing()
     run_worker(queue)  # the code texts

@@ -115,7 +115,7 @@ def measure(args, database_url: str) -> None:
                 before = sent_count()
                 if mode == "one job per text":
                     for message_id in ids:
-                        jobs.enqueue(jobs.deliver_sms, message_id)
+                        queue.enqueue(jobs.deliver_sms, message_id)
                 else:
                     jobs.enqueue_sms_batches(ids)
                 seconds = drain(queue)
