@@ -12,9 +12,11 @@ from rq import Queue
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal import admin, api, cli, devsms, headers, jobs, limits, logs, operations, settings
+from portal import admin, cli, devsms, jobs, monitoring, settings
+from portal.api import routes as api_routes
 from portal.extensions import csrf, db, migrate
 from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
+from portal.protection import headers, limits, redacted_logs
 from portal.sms import backend_from_config
 from provinces import pages, rollout
 
@@ -28,7 +30,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     )
     app.config.update(settings.from_env({**os.environ, **(env or {})}, app.instance_path))
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    logs.install(app)
+    redacted_logs.install(app)
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Behind N reverse proxies the client is the N-th address from the right.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
@@ -38,7 +40,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     csrf.init_app(app)
     limits.init_app(app)
     headers.init_app(app)
-    operations.init_app(app)
+    monitoring.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -49,8 +51,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 
     admin.login_manager.init_app(app)
     app.register_blueprint(admin.bp)
-    app.register_blueprint(api.bp)
-    csrf.exempt(api.bp)
+    app.register_blueprint(api_routes.bp)
+    csrf.exempt(api_routes.bp)
     for row in rollout.rows():
         app.register_blueprint(
             pages.bp,
@@ -77,10 +79,10 @@ def _error_page(error: HTTPException):
     headers = dict(error.get_headers())
     headers.pop("Content-Type", None)
     if request.path.startswith("/api/"):
-        problem = api.ApiProblem(
+        problem = api_routes.ApiProblem(
             error.code or 500, error.name.lower().replace(" ", "_"), error.name
         )
-        response = api.problem_response(problem)
+        response = api_routes.problem_response(problem)
         response.headers.update(headers)
         return response
     if isinstance(error, CSRFError):

@@ -7,10 +7,10 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from portal import accounts, jobs, providers
+from portal.api.schemas import FilingIn
 from portal.extensions import db
 from portal.filings import submit
 from portal.models import Admin, Filing, Provider
-from portal.schemas import FilingIn
 
 DEMO_PROVIDER = "演示接入商"
 

@@ -2,7 +2,7 @@
 
 An expiry sweep returns up to hundreds of thousands of filings at once; building each
 event's payload in Python (ORM load, pydantic, JSON) took most of its time. The database
-builds the same document the API shows (`filings.describe`, tests/test_events.py holds them
+builds the same document the API shows (`portal.api.description.describe`, tests/test_events.py holds them
 equal): masked phones, times in +08:00 as Python's `isoformat` writes them. One statement
 per dialect, so the whole document can be read in one place.
 """

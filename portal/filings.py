@@ -6,11 +6,14 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import events, jobs, keys
-from portal.clock import iso_shanghai, next_day_noon
+from portal import events, jobs
+from portal.api.schemas import (
+    FilingIn,
+    Principal,
+)
+from portal.clock import next_day_noon
 from portal.extensions import db
 from portal.models import (
-    Event,
     Filing,
     FilingStatus,
     FilingType,
@@ -23,15 +26,8 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
-from portal.personal_data import id_last6_digest, mask_id, mask_phone
-from portal.schemas import (
-    EventOut,
-    FilingIn,
-    FilingOut,
-    Principal,
-    VerificationOut,
-    WebhookAttemptOut,
-)
+from portal.protection import sealing
+from portal.protection.personal_data import id_last6_digest, mask_id, mask_phone
 
 # The parts of a filing whose principals are checked, by type (SPEC §3).
 CHECKED_PARTS = {
@@ -178,8 +174,8 @@ def _issue_codes(filing: Filing, people: list[Person]) -> list[Verification]:
             province_slug=filing.province_slug,
             phone=person.phone,
             roles=list(person.roles),
-            code_digest=keys.digest("code", code),
-            code_sealed=keys.seal(code),
+            code_digest=sealing.digest("code", code),
+            code_sealed=sealing.seal(code),
             id_digest=id_last6_digest(person.id_number[-6:]),
             id_masked=mask_id(person.id_number),
             noon_resend_at=next_day_noon(filing.created_at),
@@ -213,7 +209,7 @@ def _unused_codes(province_slug: str, count: int) -> list[str]:
             code = f"{secrets.randbelow(1_000_000):06d}"
             if code not in codes and code not in drawn:
                 drawn.append(code)
-        by_digest = {digest: code for code in drawn for digest in keys.digests("code", code)}
+        by_digest = {digest: code for code in drawn for digest in sealing.digests("code", code)}
         held = db.session.scalars(
             sa.select(Verification.code_digest).where(
                 Verification.province_slug == province_slug,
@@ -273,38 +269,3 @@ def change_status(filing: Filing, status: FilingStatus, now: datetime, reason: s
     db.session.flush()
     (event_id,) = events.record_status_changes([filing.id], now)
     jobs.after_commit(jobs.deliver_event, event_id)
-
-
-def describe(filing: Filing) -> FilingOut:
-    return FilingOut(
-        id=filing.id,
-        reference=filing.reference,
-        province=filing.province_slug,
-        type=filing.type,
-        status=filing.status,
-        return_reason=filing.return_reason,
-        created_at=iso_shanghai(filing.created_at),
-        deadline=iso_shanghai(filing.deadline),
-        verifications=[
-            VerificationOut(phone=mask_phone(v.phone), roles=v.roles, status=v.status)
-            for v in filing.verifications
-        ],
-    )
-
-
-def describe_event(event: Event) -> EventOut:
-    return EventOut(
-        event_id=event.id,
-        type=event.type,
-        occurred_at=iso_shanghai(event.occurred_at),
-        delivered_at=iso_shanghai(event.delivered_at),
-        filing=event.payload,
-        attempts=[
-            WebhookAttemptOut(
-                attempted_at=iso_shanghai(attempt.attempted_at),
-                status_code=attempt.status_code,
-                error=attempt.error,
-            )
-            for attempt in event.deliveries
-        ],
-    )

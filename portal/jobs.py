@@ -20,10 +20,11 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from sqlalchemy.orm import joinedload
 
-from portal import keys, operations, webhooks
+from portal import monitoring, webhooks
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
+from portal.protection import sealing
 from portal.sms import code_text
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,7 @@ def _send_all(
     for message in messages:
         verification = message.verification
         province = provinces[verification.province_slug]
-        code = keys.unseal(verification.code_sealed)
+        code = sealing.unseal(verification.code_sealed)
         texts.append((verification.phone, code_text(province, code, base_url), f"sms-{message.id}"))
 
     def send(text: tuple[str, str, str]) -> Exception | None:
@@ -275,7 +276,7 @@ def _mark_sent(sent: list[SmsMessage], sent_at: datetime, provinces: dict[str, P
         .values(status=MessageStatus.SENT, sent_at=sent_at, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
-    operations.SMS_SENT.inc(len(sent))
+    monitoring.SMS_SENT.inc(len(sent))
     by_validity: dict[int, list[str]] = {}
     for message in sent:
         verification = message.verification
@@ -296,7 +297,7 @@ def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
     retry = _schedule_retry(message, SMS_RETRY_DELAYS, now)
     if not retry:
         message.status = MessageStatus.FAILED
-    (operations.SMS_RETRIED if retry else operations.SMS_FAILED).inc()
+    (monitoring.SMS_RETRIED if retry else monitoring.SMS_FAILED).inc()
     log.warning(
         "text %s not sent (attempt %d, %s): %s",
         message.id, message.attempts, "retried later" if retry else "given up", message.last_error,

@@ -17,7 +17,7 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
-from portal.personal_data import id_last6_digests
+from portal.protection.personal_data import id_last6_digests
 
 
 def resend(province: Province, phone: str, id_last6: str, now: datetime) -> Outcome:

@@ -11,7 +11,6 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import keys
 from portal.extensions import db
 from portal.filings import awaits_codes, change_status, lock
 from portal.messages import Outcome
@@ -22,7 +21,8 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
-from portal.personal_data import id_last6_matches, mask_phone
+from portal.protection import sealing
+from portal.protection.personal_data import id_last6_matches, mask_phone
 
 MAX_WRONG_IDS = 5
 
@@ -76,7 +76,7 @@ def _find(province: str, phone: str, code: str) -> Verification | None:
         .where(
             Verification.province_slug == province,
             Verification.phone == phone,
-            Verification.code_digest.in_(keys.digests("code", code)),
+            Verification.code_digest.in_(sealing.digests("code", code)),
             Verification.status.in_([VerificationStatus.PENDING, VerificationStatus.VERIFIED]),
         )
         .order_by(sa.case((Verification.status == VerificationStatus.PENDING, 0), else_=1))

@@ -8,7 +8,7 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import InputRequired, Regexp
 
 from portal.messages import FIELD_ERRORS
-from portal.personal_data import ID_LAST6_PATTERN, PHONE_PATTERN
+from portal.protection.personal_data import ID_LAST6_PATTERN, PHONE_PATTERN
 
 
 def _clean(value: str | None) -> str | None:

@@ -21,7 +21,7 @@ from flask import (
     url_for,
 )
 
-from portal import captchas, jobs, limits, operations
+from portal import captchas, jobs, monitoring
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import (
@@ -32,7 +32,8 @@ from portal.messages import (
     Outcome,
 )
 from portal.models import FilingTypeRule, Province, VerifyAttempt
-from portal.personal_data import mask_address
+from portal.protection import limits
+from portal.protection.personal_data import mask_address
 from portal.resend import resend
 from portal.verification import VerifyResult, verify
 from provinces.forms import CaptchaFields, ResendForm, VerifyForm
@@ -74,12 +75,12 @@ def resend_page():
 
 def _verify(form: VerifyForm, now: datetime) -> VerifyResult:
     if not limits.reserve_miss(form.phone.data):
-        operations.count_verify(Outcome.TOO_MANY_ATTEMPTS)
+        monitoring.count_verify(Outcome.TOO_MANY_ATTEMPTS)
         return VerifyResult(Outcome.TOO_MANY_ATTEMPTS)
     result = verify(g.province.slug, form.phone.data, form.code.data, form.id_last6.data, now)
     if result.outcome != Outcome.NOT_FOUND:
         limits.refund_miss(form.phone.data)
-    operations.count_verify(result.outcome)
+    monitoring.count_verify(result.outcome)
     # Matched or not, every attempt is recorded: the same insert on every path, so the
     # answer's timing does not tell a wrong ID from a wrong code (docs/security.md).
     db.session.add(

@@ -9,11 +9,12 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
-from portal import openapi, providers, schemas
+from portal import providers
+from portal.api import openapi, schemas
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Filing, FilingTypeRule, Province, Record, Verification
-from portal.personal_data import id_last6_digest
+from portal.protection.personal_data import id_last6_digest
 from tests.factories import ID_A, ID_B, ID_C, ID_D, new_filing_body, principal
 
 FILINGS = "/api/v1/filings"

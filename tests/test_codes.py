@@ -4,9 +4,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from portal import filings, keys
+from portal import filings
 from portal.extensions import db
 from portal.models import Verification
+from portal.protection import sealing
 from tests.factories import new_filing_body
 
 
@@ -26,7 +27,7 @@ def test_a_new_code_skips_one_a_live_verification_holds(submit_filing, sent_code
 
     digests = live_codes()
     assert len(digests) == 4 and len(set(digests)) == 4
-    assert keys.digest("code", f"{taken:06d}") in digests
+    assert sealing.digest("code", f"{taken:06d}") in digests
 
 
 def test_the_database_refuses_two_live_verifications_with_one_code(submit_filing):

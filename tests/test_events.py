@@ -1,5 +1,5 @@
 """The status-change events' payloads, built by the database (portal/events.py), are the
-document the API shows for the filing (`filings.describe`), on both backends."""
+document the API shows for the filing (`portal.api.description.describe`), on both backends."""
 
 from datetime import UTC, datetime
 
@@ -7,9 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from portal import events
+from portal.api.description import describe
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.filings import describe
 from portal.models import Event, Filing, Province, Verification, VerificationStatus
 from tests.factories import ID_A, ID_B, ID_C, new_filing_body, principal
 

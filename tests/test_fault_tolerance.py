@@ -25,11 +25,12 @@ from redis import Redis
 from rq import SimpleWorker
 from rq.registry import StartedJobRegistry
 
-from portal import jobs, keys
+from portal import jobs
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import MessageStatus, SmsMessage, Verification
+from portal.protection import sealing
 from tests.factories import CAPTCHA, ID_A, ID_B, ID_C, ID_D, form_fields, new_filing_body, principal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +157,7 @@ def test_a_redis_outage_loses_no_code_and_sends_none_twice(
     )
     for line in lines:
         (code,) = re.findall(r"(?<!\d)\d{6}(?!\d)", line["text"])
-        assert keys.digest("code", code) == digests[line["to"]]
+        assert sealing.digest("code", code) == digests[line["to"]]
     messages = db.session.scalars(sa.select(SmsMessage)).all()
     assert [(m.status, m.attempts) for m in messages] == [(MessageStatus.SENT, 1)] * 6
 

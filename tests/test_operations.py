@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from portal import create_app
-from portal.logs import JsonFormatter
+from portal.protection.redacted_logs import JsonFormatter
 from tests.factories import CAPTCHA, form_fields
 
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/15"

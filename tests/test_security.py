@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from portal import captchas, create_app, headers, keys, limits, providers, sweeps
+from portal import captchas, create_app, providers, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import CaptchaChallenge, Filing, SmsMessage, Verification
+from portal.protection import headers, limits, sealing
 from tests.conftest import REDIS_TEST_URL
 from tests.factories import CAPTCHA, ID_A, ID_B, form_fields, new_filing_body, principal
 
@@ -49,7 +50,7 @@ def limiter_clock(monkeypatch):
 
     clock = Clock()
     monkeypatch.setattr("limits.storage.memory.time", clock)
-    monkeypatch.setattr("portal.limits.time", clock)
+    monkeypatch.setattr("portal.protection.limits.time", clock)
     return clock
 
 
@@ -485,9 +486,9 @@ def test_codes_and_ids_survive_a_key_rotation(app, client, codes, provider, sent
         sa.select(Verification).where(Verification.phone == PHONE_B).order_by(Verification.id)
     ).all()
     app.config["DATA_KEYS"] = ("new-key",)  # the old key retired
-    assert keys.matches(new_b.id_digest, "id_last6", ID_B_LAST6)
-    assert keys.unseal(new_b.code_sealed) == sent_codes()[PHONE_B]
-    assert not keys.matches(old_b.id_digest, "id_last6", ID_B_LAST6)
+    assert sealing.matches(new_b.id_digest, "id_last6", ID_B_LAST6)
+    assert sealing.unseal(new_b.code_sealed) == sent_codes()[PHONE_B]
+    assert not sealing.matches(old_b.id_digest, "id_last6", ID_B_LAST6)
 
 
 def test_the_database_keeps_no_id_number_code_or_id_last_six(app, client, codes):

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
-from portal import jobs, keys
+from portal import jobs
 from portal.clock import iso_shanghai
 from portal.extensions import db
 from portal.models import Filing, MessageStatus, SmsMessage, Verification
+from portal.protection import sealing
 from tests.factories import ID_A, ID_B, new_filing_body, principal, run_worker, sent_texts
 
 PUBLIC_BASE_URL = "https://beian.example.cn"
@@ -156,7 +157,7 @@ def test_worker_sends_each_phone_its_code_with_the_province_and_link(
     for line in lines:
         text = line["text"]
         (code,) = CODE.findall(text)
-        assert keys.digest("code", code) == verifications[line["to"]].code_digest
+        assert sealing.digest("code", code) == verifications[line["to"]].code_digest
         assert "天津市通信管理局" in text
         assert "24小时" in text
         assert f"{PUBLIC_BASE_URL}/tianjin/verify" in text

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from portal import filings, jobs, verification
+from portal.api.schemas import FilingIn
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
@@ -21,7 +22,6 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
-from portal.schemas import FilingIn
 from portal.verification import verify
 from tests.factories import new_filing_body
 

@@ -16,7 +16,7 @@ from flask_login import LoginManager, current_user
 from portal.admin.tenancy import serve_as
 from portal.clock import SHANGHAI
 from portal.messages import CONSOLE, LABELS, ROLE_LABELS, Outcome
-from portal.personal_data import mask_phone
+from portal.protection.personal_data import mask_phone
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 login_manager = LoginManager()

@@ -15,9 +15,9 @@ from wtforms.fields.choices import SelectChoice
 from portal import audit, jobs, review
 from portal.admin import bp
 from portal.admin.forms import FilingSearchForm, ReasonForm
+from portal.api.description import describe
 from portal.clock import SHANGHAI, shanghai_date, utcnow
 from portal.extensions import db
-from portal.filings import describe
 from portal.messages import CONSOLE
 from portal.models import (
     AuditEntry,

@@ -23,11 +23,11 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from portal import create_app, jobs, providers
+from portal.api.schemas import FilingIn
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.filings import submit
 from portal.models import MessageStatus, SmsMessage
-from portal.schemas import FilingIn
 from tests.load import postgres
 from tests.load.data import PROVINCES, filing_body
 

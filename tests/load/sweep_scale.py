@@ -25,9 +25,10 @@ import psycopg
 from flask_migrate import upgrade
 from redis import Redis
 
-from portal import create_app, events, jobs, keys, providers, sweeps
+from portal import create_app, events, jobs, providers, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
+from portal.protection import sealing
 from portal.verification import verify
 from tests.load import postgres
 from tests.load.data import PROVINCES
@@ -52,7 +53,7 @@ def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], n
     """Filings `start`..`stop`: those in `expired` pending past their deadline, a tenth still
     pending, the rest long decided; one verification each (the pending ones with a live code)."""
     naive_now = now.astimezone(UTC).replace(tzinfo=None)
-    sealed = keys.seal("000000")
+    sealed = sealing.seal("000000")
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         filings, verifications = [], []
         for index in range(start, stop):
@@ -71,7 +72,7 @@ def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], n
             # Live codes are unique per province: a pending row's "code" is its index.
             code = f"{index % 1_000_000:06d}" if pending else "000000"
             verifications.append((filing_id, province, phone_of(index), '["website"]',
-                                  keys.digest("code", code) if pending else f"old-{index}",
+                                  sealing.digest("code", code) if pending else f"old-{index}",
                                   sealed, "x", "**", "pending" if pending else "verified",
                                   0, 0, created, False))  # fmt: skip
         with cursor.copy(f"COPY filings ({FILING_COLUMNS}) FROM STDIN") as copy:

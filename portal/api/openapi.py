@@ -4,7 +4,7 @@ from functools import cache
 
 from pydantic.json_schema import models_json_schema
 
-from portal.schemas import EventList, FilingIn, FilingOut, Problem
+from portal.api.schemas import EventList, FilingIn, FilingOut, Problem
 
 _FILING_ID = {"name": "filing_id", "in": "path", "required": True, "schema": {"type": "string"}}
 

@@ -8,15 +8,17 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from portal import jobs, limits
+from portal import jobs
+from portal.api.description import describe, describe_event
+from portal.api.openapi import document
+from portal.api.schemas import EventList, FieldError, FilingIn, Problem
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.filings import IntakeError, describe, describe_event, find_by_reference, submit
+from portal.filings import IntakeError, find_by_reference, submit
 from portal.messages import Outcome
 from portal.models import Event, Filing
-from portal.openapi import document
+from portal.protection import limits
 from portal.providers import authenticate
-from portal.schemas import EventList, FieldError, FilingIn, Problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

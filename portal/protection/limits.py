@@ -26,8 +26,8 @@ from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import HTTPException
 
-from portal import keys
-from portal.personal_data import PHONE_PATTERN
+from portal.protection import sealing
+from portal.protection.personal_data import PHONE_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def form_phone() -> str:
 
 def _phone_key(phone: str) -> str:
     """Counters are keyed by a keyed digest: Redis holds no phone number."""
-    return keys.digest("rate-limit:phone", phone)[:32]
+    return sealing.digest("rate-limit:phone", phone)[:32]
 
 
 def _posted_phone_key() -> str:

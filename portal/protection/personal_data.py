@@ -2,7 +2,7 @@
 
 import re
 
-from portal import keys
+from portal.protection import sealing
 
 PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
 ID_LAST6_PATTERN = r"^[0-9Xx]{6}$"
@@ -26,16 +26,16 @@ def normalise_id(number: str) -> str:
 
 
 def id_last6_digest(id_last6: str) -> str:
-    return keys.digest("id_last6", id_last6.upper())
+    return sealing.digest("id_last6", id_last6.upper())
 
 
 def id_last6_digests(id_last6: str) -> list[str]:
     """Its digest under every data key, for lookups that must survive a key rotation."""
-    return keys.digests("id_last6", id_last6.upper())
+    return sealing.digests("id_last6", id_last6.upper())
 
 
 def id_last6_matches(stored_digest: str, id_last6: str) -> bool:
-    return keys.matches(stored_digest, "id_last6", id_last6.upper())
+    return sealing.matches(stored_digest, "id_last6", id_last6.upper())
 
 
 def mask_phone(phone: str) -> str:

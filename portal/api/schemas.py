@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from portal.models import FilingStatus, FilingType, ReturnReason, VerificationStatus
-from portal.personal_data import PHONE_PATTERN, normalise_id, resident_id_is_valid
+from portal.protection.personal_data import PHONE_PATTERN, normalise_id, resident_id_is_valid
 
 IdType = Literal[
     "resident_id",
