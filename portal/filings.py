@@ -1,5 +1,6 @@
 """Filings from access providers: which phones are checked, intake, and status changes."""
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,7 @@ CHANGE_SCOPE_PARTS = {
     "website": ("websites",),
     "both": ("entity", "websites"),
 }
+BODY_DIGEST_PURPOSE = "filing-body"
 
 
 class IntakeError(Exception):
@@ -51,6 +53,18 @@ class IntakeError(Exception):
     def __init__(self, field: str, code: str, detail: str):
         super().__init__(detail)
         self.field, self.code, self.detail = field, code, detail
+
+
+class ReferenceConflict(IntakeError):
+    """The reference names a filing of this provider submitted with another body."""
+
+    def __init__(self, filing: Filing):
+        super().__init__(
+            "reference",
+            "reference_conflict",
+            f"reference {filing.reference!r} was submitted before with another body "
+            f"(filing {filing.id}); a new filing needs a new reference",
+        )
 
 
 @dataclass(frozen=True)
@@ -63,9 +77,13 @@ class Person:
 
 
 def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, bool]:
-    """Take a filing in; returns it and whether it is new (a known reference returns the old one)."""
+    """Take a filing in; returns it and whether it is new. A known reference returns its filing
+    when the body is the same, and is refused when it is not."""
+    body = _canonical_body(data)
     existing = find_by_reference(provider.id, data.reference)
     if existing is not None:
+        if not _same_body(existing, body):
+            raise ReferenceConflict(existing)
         return existing, False
     province = db.session.get(Province, data.province)
     if province is None:
@@ -81,6 +99,7 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
         type=data.type,
         change_scope=data.change_scope,
         content=_stored_content(data),
+        body_digest=sealing.digest(BODY_DIGEST_PURPOSE, body),
         created_at=now,
         status=FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
     )
@@ -96,6 +115,20 @@ def find_by_reference(provider_id: int, reference: str) -> Filing | None:
     return db.session.scalar(
         sa.select(Filing).where(Filing.provider_id == provider_id, Filing.reference == reference)
     )
+
+
+def _canonical_body(data: FilingIn) -> str:
+    """The body as validated (defaults filled in, domains in lower case, ID numbers normalised)
+    in one spelling: key order, whitespace and letter case there do not make another body."""
+    return json.dumps(
+        data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def _same_body(filing: Filing, body: str) -> bool:
+    if filing.body_digest is None:  # taken in before the digest was kept
+        return True
+    return sealing.matches(filing.body_digest, BODY_DIGEST_PURPOSE, body)
 
 
 def people_to_check(data: FilingIn) -> list[Person]:
@@ -200,26 +233,38 @@ def send_codes(verifications: list[Verification], kind: MessageKind, now: dateti
 
 def _unused_codes(province_slug: str, count: int) -> list[str]:
     """`count` different random codes that no live verification of the province holds (the
-    unique index backs this up), under any data key: a code issued before a key rotation is
-    still live. One query for all of them; only a clash is drawn again."""
+    unique index backs this up: a concurrent intake may commit one of them before this one
+    does, and the API then takes the filing in again). One query for all of them; only a
+    clash is drawn again."""
     codes: list[str] = []
     while len(codes) < count:
-        drawn: list[str] = []
-        while len(drawn) < count - len(codes):
-            code = f"{secrets.randbelow(1_000_000):06d}"
-            if code not in codes and code not in drawn:
-                drawn.append(code)
-        by_digest = {digest: code for code in drawn for digest in sealing.digests("code", code)}
-        held = db.session.scalars(
-            sa.select(Verification.code_digest).where(
-                Verification.province_slug == province_slug,
-                Verification.code_digest.in_(by_digest),
-                Verification.status == VerificationStatus.PENDING,
-            )
-        )
-        clashes = {by_digest[digest] for digest in held}
-        codes += [code for code in drawn if code not in clashes]
+        drawn = _draw_codes(count - len(codes), avoiding=codes)
+        held = _codes_held(province_slug, drawn)
+        codes += [code for code in drawn if code not in held]
     return codes
+
+
+def _draw_codes(count: int, avoiding: list[str]) -> list[str]:
+    drawn: list[str] = []
+    while len(drawn) < count:
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        if code not in avoiding and code not in drawn:
+            drawn.append(code)
+    return drawn
+
+
+def _codes_held(province_slug: str, codes: list[str]) -> set[str]:
+    """Those of the codes a live verification of the province holds, under any data key: a
+    code issued before a key rotation is still live."""
+    by_digest = {digest: code for code in codes for digest in sealing.digests("code", code)}
+    held = db.session.scalars(
+        sa.select(Verification.code_digest).where(
+            Verification.province_slug == province_slug,
+            Verification.code_digest.in_(by_digest),
+            Verification.status == VerificationStatus.PENDING,
+        )
+    )
+    return {by_digest[digest] for digest in held}
 
 
 def _stored_content(data: FilingIn) -> dict:

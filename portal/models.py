@@ -137,6 +137,9 @@ class Filing(TenantOwned, db.Model):
     status: Mapped[str] = mapped_column(sa.String(32))
     return_reason: Mapped[str | None] = mapped_column(sa.String(32))
     content: Mapped[dict] = mapped_column(sa.JSON)
+    # A keyed digest of the body as submitted: a resubmission of the reference is compared
+    # with it (null for filings taken in before it was kept).
+    body_digest: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     review_note: Mapped[str | None] = mapped_column(sa.String(500))

@@ -1,6 +1,7 @@
 """Access providers: their API keys (kept only as a digest) and webhook secrets."""
 
 import hashlib
+import re
 import secrets
 from datetime import datetime
 
@@ -10,6 +11,9 @@ from portal.extensions import db
 from portal.models import Provider
 
 KEY_PREFIX = "bk_"
+KEY_BYTES = 32
+# What `secrets.token_urlsafe(KEY_BYTES)` makes: 43 URL-safe base64 characters.
+KEY_SHAPE = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{43}}", re.ASCII)
 
 
 def _key_digest(api_key: str) -> str:
@@ -18,7 +22,7 @@ def _key_digest(api_key: str) -> str:
 
 def create(name: str, callback_url: str | None, now: datetime) -> tuple[Provider, str]:
     """A new provider and its API key, which is shown this once and never stored."""
-    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
     provider = Provider(
         name=name,
         api_key_digest=_key_digest(api_key),
@@ -32,12 +36,15 @@ def create(name: str, callback_url: str | None, now: datetime) -> tuple[Provider
 
 
 def rotate_key(provider: Provider) -> str:
-    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
     provider.api_key_digest = _key_digest(api_key)
     return api_key
 
 
 def authenticate(api_key: str) -> Provider | None:
+    """The active provider of this key; a string that is not shaped like a key costs no lookup."""
+    if not KEY_SHAPE.fullmatch(api_key):
+        return None
     return db.session.scalar(
         sa.select(Provider).where(
             Provider.api_key_digest == _key_digest(api_key), Provider.active.is_(True)

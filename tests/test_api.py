@@ -9,11 +9,11 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
-from portal import providers
-from portal.api import openapi, schemas
+from portal import filings, providers
+from portal.api import examples, openapi, schemas
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Filing, FilingTypeRule, Province, Record, Verification
+from portal.models import Filing, FilingType, FilingTypeRule, Province, Record, Verification
 from portal.protection.personal_data import id_last6_digest
 from tests.factories import ID_A, ID_B, ID_C, ID_D, new_filing_body, principal
 
@@ -429,6 +429,87 @@ def test_same_reference_again_returns_the_same_filing_without_new_codes(post, en
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Verification)) == 2
 
 
+def test_same_reference_with_the_same_body_spelled_differently_is_the_same_filing(post):
+    """Compared as validated: key order, spacing, domain case and a lower-case x are one body."""
+    first = post(new_filing_body())
+    body = new_filing_body()
+    respelled = {key: body[key] for key in reversed(list(body))}
+    respelled["websites"][0]["domain"] = " A.Example.CN "
+    respelled["websites"][0]["principal"]["id_number"] = ID_B.lower()
+    respelled["entity"]["name"] = f"  {body['entity']['name']} "
+    again = post(respelled)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["id"] == first.get_json()["id"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda body: body["websites"][0]["principal"].update(phone="13900000009"),
+        lambda body: body["entity"].update(name="另一家公司"),
+        lambda body: body["websites"].append(website("b.example.cn", "13900000003", ID_C)),
+        lambda body: body.update(type="new_website"),
+    ],
+    ids=["phone", "entity-name", "one-more-website", "type"],
+)
+def test_same_reference_with_another_body_is_a_409_conflict(post, env, change):
+    first = post(new_filing_body())
+    texts = sms_sent(env)
+    changed = new_filing_body()
+    change(changed)
+
+    problem = assert_problem(post(changed), 409, "reference_conflict")
+
+    assert fields(problem) == ["reference"]
+    assert first.get_json()["id"] in problem["detail"]
+    assert filing_count() == 1
+    assert sms_sent(env) == texts
+
+
+def test_a_reference_is_still_matched_after_a_data_key_rotation(app, post):
+    first = post(new_filing_body())
+    app.config["DATA_KEYS"] = ("new-key", "test-secret")
+    again = post(new_filing_body())
+    changed = post(new_filing_body(websites=[website("a.example.cn", "13900000009", ID_B)]))
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+    assert_problem(changed, 409, "reference_conflict")
+
+
+def test_a_filing_taken_in_before_body_digests_answers_its_reference_with_200(post):
+    """Such a filing's body cannot be compared (its content keeps masked IDs only)."""
+    first = post(new_filing_body())
+    db.session.get(Filing, first.get_json()["id"]).body_digest = None
+    db.session.commit()
+    again = post(new_filing_body(websites=[website("a.example.cn", "13900000009", ID_B)]))
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+
+
+@pytest.mark.parametrize("same_body", [True, False])
+def test_a_reference_committed_meanwhile_by_another_intake_is_answered_as_a_resubmission(
+    post, monkeypatch, caplog, same_body
+):
+    """The other intake commits between this one's lookup and its insert: the unique index
+    refuses the insert and the intake is taken in again, finding the other's filing."""
+    first = post(new_filing_body())
+    real_lookup, lookups = filings.find_by_reference, []
+
+    def stale_first_lookup(*args):
+        lookups.append(args)
+        return None if len(lookups) == 1 else real_lookup(*args)
+
+    monkeypatch.setattr(filings, "find_by_reference", stale_first_lookup)
+    phone = SITE_PHONE if same_body else "13900000009"
+    response = post(new_filing_body(websites=[website("a.example.cn", phone, ID_B)]))
+    if same_body:
+        assert response.status_code == 200
+        assert response.get_json()["id"] == first.get_json()["id"]
+    else:
+        assert_problem(response, 409, "reference_conflict")
+    assert filing_count() == 1
+    assert len(lookups) == 2
+    assert "taking it in again" in caplog.text
+
+
 def test_same_reference_from_another_provider_is_another_filing(
     client, provider, other_provider, env
 ):
@@ -652,6 +733,44 @@ def test_openapi_document_is_served_without_auth(client):
     assert {"/filings", "/filings/{filing_id}"} <= document["paths"].keys()
     assert "post" in document["paths"]["/filings"]
     assert "get" in document["paths"]["/filings/{filing_id}"]
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "statuses"),
+    [
+        ("/filings", "post", {"201", "200", "400", "401", "409", "413", "415", "422", "429"}),
+        ("/filings/{filing_id}", "get", {"200", "401", "404", "429"}),
+        ("/filings/{filing_id}/events", "get", {"200", "401", "404", "429"}),
+    ],
+)
+def test_openapi_lists_every_answer_of_an_operation(client, path, method, statuses):
+    responses = client.get("/api/v1/openapi.json").get_json()["paths"][path][method]["responses"]
+    assert statuses <= responses.keys()
+    assert "Retry-After" in responses["429"]["headers"]
+    problem = {"$ref": "#/components/schemas/Problem"}
+    assert all(
+        responses[status]["content"]["application/problem+json"]["schema"] == problem
+        for status in responses
+        if status[0] in "45"
+    )
+
+
+def test_openapi_has_an_example_body_of_every_filing_type(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    body = document["paths"]["/filings"]["post"]["requestBody"]["content"]["application/json"]
+    examples = body["examples"]
+    assert set(examples) == {filing_type.value for filing_type in FilingType}
+    for name, example in examples.items():
+        assert example["value"]["type"] == name
+        assert example["summary"]
+
+
+@pytest.mark.parametrize("filing_type", list(FilingType))
+def test_every_example_body_is_taken_in(post, filing_type):
+    """Each example is a body the API accepts as it stands (checksums, scope and all)."""
+    response = post(examples.EXAMPLES[filing_type]["value"])
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["type"] == filing_type
 
 
 def _all_refs_resolve(node, schemas_by_name: dict) -> None:

@@ -3,11 +3,13 @@ per-phone cool-down, the audio captcha, expired challenges, data keys and what t
 database keeps of a person."""
 
 import re
+import secrets
 import time
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from limits import parse
 
 from portal import captchas, create_app, providers, sweeps
 from portal.clock import utcnow
@@ -309,8 +311,8 @@ def test_pages_and_images_are_limited_per_address(limited, monkeypatch, env):
     assert client.get("/tianjin/").status_code == 200
 
 
-def test_the_api_is_limited_per_key_with_a_problem(limited, monkeypatch, env, database_urls):
-    monkeypatch.setattr(limits, "API_CALLS_PER_KEY", "3 per minute")
+def test_the_api_is_limited_per_provider_with_a_problem(limited, monkeypatch, env):
+    monkeypatch.setattr(limits, "API_CALLS_PER_PROVIDER", parse("3 per minute"))
     app = create_app(env)
     with app.app_context():
         _, first = providers.create("甲", None, utcnow())
@@ -329,6 +331,65 @@ def test_the_api_is_limited_per_key_with_a_problem(limited, monkeypatch, env, da
         other = client.get("/api/v1/filings/x", headers={"Authorization": f"Bearer {second}"})
         assert other.status_code == 404
         db.session.remove()
+
+
+def _made_up_key() -> str:
+    return providers.KEY_PREFIX + secrets.token_urlsafe(providers.KEY_BYTES)
+
+
+@pytest.fixture
+def statements(app) -> list[str]:
+    """Every SQL statement the app runs from now on."""
+    seen: list[str] = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    return seen
+
+
+def test_unknown_api_keys_from_one_address_are_refused_before_any_lookup(
+    limited, monkeypatch, app, client, provider, statements
+):
+    monkeypatch.setattr(limits, "UNKNOWN_API_KEYS_PER_ADDRESS", parse("3 per minute"))
+    made_up = [{"Authorization": f"Bearer {_made_up_key()}"} for _ in range(5)]
+    statuses = [client.get("/api/v1/filings/x", headers=auth).status_code for auth in made_up]
+    assert statuses == [401, 401, 401, 429, 429]
+
+    statements.clear()
+    refused = client.get("/api/v1/filings/x", headers={"Authorization": f"Bearer {_made_up_key()}"})
+    assert statements == []
+    problem = refused.get_json()
+    assert (refused.status_code, problem["code"]) == (429, "rate_limited")
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+
+    elsewhere = {"REMOTE_ADDR": "10.0.9.9"}
+    own = client.get("/api/v1/filings/x", headers=provider[1], environ_base=elsewhere)
+    assert own.status_code == 404
+
+
+def test_a_known_key_does_not_use_up_its_addresses_unknown_key_budget(
+    limited, monkeypatch, client, provider
+):
+    monkeypatch.setattr(limits, "UNKNOWN_API_KEYS_PER_ADDRESS", parse("2 per minute"))
+    statuses = [client.get("/api/v1/filings/x", headers=provider[1]).status_code for _ in range(5)]
+    assert statuses == [404] * 5
+    made_up = {"Authorization": f"Bearer {_made_up_key()}"}
+    assert client.get("/api/v1/filings/x", headers=made_up).status_code == 401
+
+
+@pytest.mark.parametrize("token", ["not-a-key", "bk_short", _made_up_key() + "x", "bk_" + "é" * 43])
+def test_a_token_not_shaped_like_a_key_costs_no_lookup(client, provider, statements, token):
+    response = client.get("/api/v1/filings/x", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert not [sql for sql in statements if "providers" in sql]
+
+
+def test_random_api_keys_get_no_rate_limit_bucket_of_their_own(
+    limited, on_rq, redis_connection, client
+):
+    """Counters are per address (and per provider once the key is known), never per token."""
+    for _ in range(10):
+        made_up = {"Authorization": f"Bearer {_made_up_key()}"}
+        assert client.get("/api/v1/filings/x", headers=made_up).status_code == 401
+    assert len(redis_connection.keys("*api*")) == 1
 
 
 def test_the_client_address_comes_from_the_trusted_proxy(limited, env, monkeypatch):

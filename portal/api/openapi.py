@@ -4,6 +4,7 @@ from functools import cache
 
 from pydantic.json_schema import models_json_schema
 
+from portal.api.examples import EXAMPLES
 from portal.api.schemas import EventList, FilingIn, FilingOut, Problem
 
 _FILING_ID = {"name": "filing_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -21,6 +22,19 @@ def _problem(description: str) -> dict:
     return _answer(description, "Problem", "application/problem+json")
 
 
+def _rate_limited() -> dict:
+    answer = _problem(
+        "Too many calls for this provider, or too many unknown keys from this address"
+    )
+    answer["headers"] = {
+        "Retry-After": {
+            "description": "Seconds until a call is let through again",
+            "schema": {"type": "integer"},
+        }
+    }
+    return answer
+
+
 @cache
 def document() -> dict:
     _, schemas = models_json_schema(
@@ -33,6 +47,7 @@ def document() -> dict:
         ref_template="#/components/schemas/{model}",
     )
     unauthorised = _problem("Missing or unknown API key")
+    rate_limited = _rate_limited()
     return {
         "openapi": "3.1.0",
         "info": {"title": "备案短信核验 — access-provider API", "version": "1"},
@@ -49,7 +64,9 @@ def document() -> dict:
                     "summary": "Submit a filing; its principals' phones get their codes",
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": _ref("FilingIn")}},
+                        "content": {
+                            "application/json": {"schema": _ref("FilingIn"), "examples": EXAMPLES}
+                        },
                     },
                     "responses": {
                         "201": _answer("The filing, accepted", "FilingOut"),
@@ -58,8 +75,15 @@ def document() -> dict:
                         ),
                         "400": _problem("The body is not JSON"),
                         "401": unauthorised,
+                        "409": _problem(
+                            "This reference was submitted before with another body "
+                            "(code `reference_conflict`)"
+                        ),
+                        "413": _problem("The body is larger than 1 MiB"),
                         "415": _problem("The body is not sent as application/json"),
                         "422": _problem("A field is invalid; `errors` names it"),
+                        "429": rate_limited,
+                        "503": _problem("A concurrent submission got in the way; send it again"),
                     },
                 }
             },
@@ -72,6 +96,7 @@ def document() -> dict:
                         "200": _answer("The events, oldest first", "EventList"),
                         "401": unauthorised,
                         "404": _problem("No filing of yours has this id"),
+                        "429": rate_limited,
                     },
                 }
             },
@@ -84,6 +109,7 @@ def document() -> dict:
                         "200": _answer("The filing", "FilingOut"),
                         "401": unauthorised,
                         "404": _problem("No filing of yours has this id"),
+                        "429": rate_limited,
                     },
                 }
             },

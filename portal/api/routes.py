@@ -1,6 +1,7 @@
 """The access-provider API (SPEC §6): JSON in, JSON or problem+json out."""
 
 import json
+import logging
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, g, request
@@ -14,21 +15,27 @@ from portal.api.openapi import document
 from portal.api.schemas import EventList, FieldError, FilingIn, Problem
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.filings import IntakeError, find_by_reference, submit
+from portal.filings import IntakeError, ReferenceConflict, submit
 from portal.messages import Outcome
 from portal.models import Event, Filing
 from portal.protection import limits
 from portal.providers import authenticate
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# A concurrent intake can trip a unique index between this one's checks and its insert.
+INTAKE_ATTEMPTS = 3
 
 
 class ApiProblem(Exception):
-    def __init__(self, status: int, code: str, title: str, detail=None, errors=()):
+    def __init__(self, status: int, code: str, title: str, detail=None, errors=(), headers=None):
         super().__init__(title)
         self.problem = Problem(
             status=status, code=code, title=title, detail=detail, errors=list(errors)
         )
+        self.headers = headers or {}
 
 
 @bp.errorhandler(ApiProblem)
@@ -36,36 +43,40 @@ def problem_response(error: ApiProblem) -> Response:
     response = _json(
         error.problem.model_dump(mode="json"), error.problem.status, "application/problem+json"
     )
+    response.headers.update(error.headers)
     if error.problem.status == 401:  # RFC 9110 §15.5.2: a 401 names the scheme to use
         response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
 
 
-@bp.errorhandler(limits.RateLimitExceeded)
-def rate_limited(_error) -> Response:
-    response = problem_response(
-        ApiProblem(
-            429,
-            "rate_limited",
-            "Too many requests for this API key; retry after the Retry-After delay",
-            Outcome.TOO_MANY_ATTEMPTS.message,
-        )
+def _rate_limited() -> ApiProblem:
+    seconds = limits.retry_after()
+    return ApiProblem(
+        429,
+        "rate_limited",
+        "Too many requests; retry after the Retry-After delay",
+        Outcome.TOO_MANY_ATTEMPTS.message,
+        headers={"Retry-After": str(seconds)} if seconds else None,
     )
-    if seconds := limits.retry_after():
-        response.headers["Retry-After"] = str(seconds)
-    return response
 
 
 @bp.before_request
 def require_api_key():
+    """An address that sent too many unknown keys is refused before any key is looked up;
+    a known key is then counted against its provider's limit."""
     if request.endpoint == "api.openapi":
         return
+    if not limits.api_address_allowed():
+        raise _rate_limited()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    provider = authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
+    provider = authenticate(token.strip()) if scheme.lower() == "bearer" else None
     if provider is None:
+        limits.count_unknown_api_key()
         raise ApiProblem(
             401, "unauthorized", "A valid API key is required (Authorization: Bearer …)"
         )
+    if not limits.take_api_call(provider.id):
+        raise _rate_limited()
     g.provider = provider
 
 
@@ -73,23 +84,37 @@ def require_api_key():
 def create_filing() -> Response:
     data = _parse(FilingIn)
     try:
-        filing, created = submit(g.provider, data, utcnow())
-        jobs.commit()
+        filing, created = _take_in(data)
+    except ReferenceConflict as error:
+        raise _refused(409, "This reference was used for another filing", error) from error
     except IntakeError as error:
-        db.session.rollback()
-        raise ApiProblem(
-            422,
-            error.code,
-            "The filing cannot be accepted",
-            error.detail,
-            [FieldError(field=error.field, message=error.detail)],
-        ) from error
-    except IntegrityError:
-        db.session.rollback()
-        filing, created = find_by_reference(g.provider.id, data.reference), False
-        if filing is None:
-            raise
+        raise _refused(422, "The filing cannot be accepted", error) from error
     return _json(describe(filing).model_dump(mode="json"), 201 if created else 200)
+
+
+def _take_in(data: FilingIn) -> tuple[Filing, bool]:
+    """Submit and commit. When a concurrent intake committed the same code or the same
+    reference first, the unique index refuses this one; taken in again, it sees the other's
+    rows: it draws around its codes, or finds the filing of the reference."""
+    for attempt in range(1, INTAKE_ATTEMPTS + 1):
+        try:
+            result = submit(g.provider, data, utcnow())
+            jobs.commit()
+            return result
+        except IntegrityError:
+            db.session.rollback()
+            log.warning("intake attempt %d met a concurrent intake; taking it in again", attempt)
+    raise ApiProblem(503, "try_again", "The filing could not be taken in; send it again")
+
+
+def _refused(status: int, title: str, error: IntakeError) -> ApiProblem:
+    return ApiProblem(
+        status,
+        error.code,
+        title,
+        error.detail,
+        [FieldError(field=error.field, message=error.detail)],
+    )
 
 
 @bp.get("/filings/<filing_id>")

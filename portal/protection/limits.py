@@ -1,5 +1,6 @@
-"""Rate limits (SPEC §5): per client address and per phone on the applicant forms, per API
-key on the API, and a cool-down for a phone after repeated wrong codes.
+"""Rate limits (SPEC §5): per client address and per phone on the applicant forms, per
+provider on the API (and per address for unknown API keys), and a cool-down for a phone
+after repeated wrong codes.
 
 Flask-Limiter counts requests before the view runs. The cool-down counts only misses,
 so it is taken by the verify view itself: a slot is reserved before the attempt
@@ -10,7 +11,6 @@ memory; if Redis stops answering they go on in memory, and no request fails for 
 docs/security.md gives the arithmetic behind the numbers.
 """
 
-import hashlib
 import ipaddress
 import logging
 import re
@@ -38,7 +38,11 @@ RESEND_POSTS_PER_PHONE = "5 per hour"
 PAGES_PER_ADDRESS = "60 per minute"
 # An audio clip costs ~0.25 s of CPU.
 AUDIO_PER_ADDRESS = "10 per minute"
-API_CALLS_PER_KEY = "300 per minute"
+# The API counts a call against its provider once the key is known to be theirs. Unknown
+# keys are counted per address, which is refused before any key is looked up once past it:
+# a flood of made-up keys costs a counter read each, no bucket of its own, no lookup.
+API_CALLS_PER_PROVIDER = parse("300 per minute")
+UNKNOWN_API_KEYS_PER_ADDRESS = parse("20 per minute")
 # Wrong codes per phone: 5 per 2 h keeps a guesser's odds over a 24 h code below 1 in 10,000.
 MISSES_PER_PHONE = parse("5 per 2 hours")
 
@@ -47,7 +51,16 @@ _PHONE = re.compile(PHONE_PATTERN, re.ASCII)
 FORM_VIEWS = {"verify_page", "resend_page"}
 PAGE_VIEWS = {"verify_page", "resend_page", "captcha_image", "captcha_refresh"}
 
-__all__ = ["RateLimitExceeded", "init_app", "reserve_miss", "refund_miss", "retry_after"]
+__all__ = [
+    "RateLimitExceeded",
+    "init_app",
+    "reserve_miss",
+    "refund_miss",
+    "retry_after",
+    "api_address_allowed",
+    "count_unknown_api_key",
+    "take_api_call",
+]
 
 
 def client_address() -> str:
@@ -82,13 +95,6 @@ def _phone_key(phone: str) -> str:
 def _posted_phone_key() -> str:
     phone = form_phone()
     return _phone_key(phone) if phone else ""
-
-
-def _api_key() -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return "key:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
-    return "address:" + client_address()
 
 
 def _view() -> str:
@@ -150,13 +156,6 @@ def _limits() -> list[Limit]:
             shared=True,
             exempt_when=_applicant({"captcha_audio"}),
         ),
-        Limit(
-            API_CALLS_PER_KEY,
-            key_function=_api_key,
-            scope="api",
-            shared=True,
-            exempt_when=lambda: request.blueprint != "api",
-        ),
     ]
 
 
@@ -213,6 +212,40 @@ def refund_miss(phone: str) -> None:
         return
     key = MISSES_PER_PHONE.key_for(*_miss_identifiers(phone))
     _on_counters(lambda counter: counter.storage.incr(key, MISSES_PER_PHONE.get_expiry(), -1))
+
+
+def _unknown_key_identifiers() -> tuple[str, str, str]:
+    return (current_app.config["RATELIMIT_KEY_PREFIX"], "api-unknown-keys", client_address())
+
+
+def api_address_allowed() -> bool:
+    """False for an address past its unknown API keys: refused before a key is looked up."""
+    return _within(UNKNOWN_API_KEYS_PER_ADDRESS, _unknown_key_identifiers(), hit=False)
+
+
+def count_unknown_api_key() -> None:
+    _within(UNKNOWN_API_KEYS_PER_ADDRESS, _unknown_key_identifiers(), hit=True)
+
+
+def take_api_call(provider_id: int) -> bool:
+    """Count a call against its (authenticated) provider; false past the provider's limit."""
+    identifiers = (current_app.config["RATELIMIT_KEY_PREFIX"], "api-calls", str(provider_id))
+    return _within(API_CALLS_PER_PROVIDER, identifiers, hit=True)
+
+
+def _within(item: RateLimitItem, identifiers: tuple[str, ...], hit: bool) -> bool:
+    """Whether a request fits the limit (counting it when `hit`); when it does not, the
+    seconds until it would are kept for `retry_after`."""
+    if not _enabled():
+        return True
+    if hit:
+        fits = _on_counters(lambda counter: counter.hit(item, *identifiers))
+    else:
+        fits = _on_counters(lambda counter: counter.test(item, *identifiers))
+    if fits:
+        return True
+    g.retry_after = _seconds_left(item, identifiers)
+    return False
 
 
 def _seconds_left(item: RateLimitItem, identifiers: tuple[str, ...]) -> int:
