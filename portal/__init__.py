@@ -52,6 +52,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     admin.login_manager.init_app(app)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api_routes.bp)
+    app.register_blueprint(api_routes.reference)
     csrf.exempt(api_routes.bp)
     for row in rollout.rows():
         app.register_blueprint(

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from portal.api import examples, openapi, schemas
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Filing, FilingType, FilingTypeRule, Province, Record, Verification
+from portal.protection.headers import CONTENT_SECURITY_POLICY
 from portal.protection.personal_data import id_last6_digest
 from tests.factories import ID_A, ID_B, ID_C, ID_D, new_filing_body, principal
 
@@ -771,6 +773,18 @@ def test_every_example_body_is_taken_in(post, filing_type):
     response = post(examples.EXAMPLES[filing_type]["value"])
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["type"] == filing_type
+
+
+def test_the_api_reference_page_loads_the_vendored_viewer_under_the_csp(client):
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'data-openapi-url="/api/v1/openapi.json"' in page
+    assert "<script>" not in page and "style=" not in page
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page):
+        assert client.get(asset).status_code == 200, asset
+    assert len(re.findall(r'(?:src|href)="/static/', page)) == 3
 
 
 def _all_refs_resolve(node, schemas_by_name: dict) -> None:

@@ -7,6 +7,15 @@ from pydantic.json_schema import models_json_schema
 from portal.api.examples import EXAMPLES
 from portal.api.schemas import EventList, FilingIn, FilingOut, Problem
 
+DESCRIPTION = (
+    "Submit ICP filings whose principals' phones are checked by SMS, and follow them. "
+    "Authenticate with `Authorization: Bearer <api key>`. Errors are "
+    "`application/problem+json` (RFC 9457) with a stable `code`; a field error names the "
+    "field in `errors`. Resubmitting a `reference` with the same body returns its filing "
+    "(200); with another body it is refused (409 `reference_conflict`). Status changes are "
+    "also POSTed to your callback URL, signed with `X-Signature: sha256=<HMAC-SHA256 of the "
+    "body>`."
+)
 _FILING_ID = {"name": "filing_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -50,7 +59,11 @@ def document() -> dict:
     rate_limited = _rate_limited()
     return {
         "openapi": "3.1.0",
-        "info": {"title": "备案短信核验 — access-provider API", "version": "1"},
+        "info": {
+            "title": "备案短信核验 — access-provider API",
+            "version": "1",
+            "description": DESCRIPTION,
+        },
         "servers": [{"url": "/api/v1"}],
         "components": {
             "schemas": schemas["$defs"],

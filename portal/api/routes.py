@@ -4,7 +4,7 @@ import json
 import logging
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, g, render_template, request
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -24,6 +24,7 @@ from portal.providers import authenticate
 log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+reference = Blueprint("api_reference", __name__, url_prefix="/api")
 
 # A concurrent intake can trip a unique index between this one's checks and its insert.
 INTAKE_ATTEMPTS = 3
@@ -151,6 +152,12 @@ def list_events(filing_id: str) -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return _json(document())
+
+
+@reference.get("/docs")
+def docs() -> str:
+    """The API reference, rendered from the OpenAPI document by the vendored Swagger UI."""
+    return render_template("api/docs.html")
 
 
 def _parse(schema):
