@@ -509,7 +509,7 @@ def test_a_reference_committed_meanwhile_by_another_intake_is_answered_as_a_resu
         assert_problem(response, 409, "reference_conflict")
     assert filing_count() == 1
     assert len(lookups) == 2
-    assert "taking it in again" in caplog.text
+    assert "intake attempt 1 of 3 met a concurrent intake" in caplog.text
 
 
 def test_same_reference_from_another_provider_is_another_filing(

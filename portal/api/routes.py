@@ -104,7 +104,7 @@ def _take_in(data: FilingIn) -> tuple[Filing, bool]:
             return result
         except IntegrityError:
             db.session.rollback()
-            log.warning("intake attempt %d met a concurrent intake; taking it in again", attempt)
+            log.warning("intake attempt %d of %d met a concurrent intake", attempt, INTAKE_ATTEMPTS)
     raise ApiProblem(503, "try_again", "The filing could not be taken in; send it again")
 
 
