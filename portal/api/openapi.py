@@ -70,10 +70,12 @@ def document() -> dict:
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"apiKey": []}],
+        "tags": [{"name": "filings", "description": "Your filings, their checks and their events"}],
         "paths": {
             "/filings": {
                 "post": {
                     "operationId": "createFiling",
+                    "tags": ["filings"],
                     "summary": "Submit a filing; its principals' phones get their codes",
                     "requestBody": {
                         "required": True,
@@ -103,6 +105,7 @@ def document() -> dict:
             "/filings/{filing_id}/events": {
                 "get": {
                     "operationId": "listFilingEvents",
+                    "tags": ["filings"],
                     "summary": "A filing's status-change events and each webhook attempt",
                     "parameters": [_FILING_ID],
                     "responses": {
@@ -116,6 +119,7 @@ def document() -> dict:
             "/filings/{filing_id}": {
                 "get": {
                     "operationId": "getFiling",
+                    "tags": ["filings"],
                     "summary": "A filing of yours, with its verifications",
                     "parameters": [_FILING_ID],
                     "responses": {

@@ -129,6 +129,15 @@ def admin_pages(browser: Browser, portal: LivePortal) -> None:
     page.context.close()
 
 
+def api_reference(browser: Browser, portal: LivePortal) -> None:
+    page = new_page(browser, portal, DESKTOP)
+    page.goto("/api/docs")
+    page.locator("#operations-filings-createFiling").click()
+    page.locator(".examples-select").wait_for()
+    shoot(page, "api-docs", full_page=False)
+    page.context.close()
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with (
@@ -141,6 +150,7 @@ def main() -> int:
         resend_answers(browser, portal)
         phone_views(browser, portal)
         admin_pages(browser, portal)
+        api_reference(browser, portal)
         browser.close()
     return 0
 

@@ -29,11 +29,11 @@ def test_the_api_reference_draws_every_operation_and_example_without_a_csp_viola
         "/filings/{filing_id}",
     ]
 
-    js_page.locator("#operations-default-createFiling").click()
+    js_page.locator("#operations-filings-createFiling").click()
     examples = js_page.locator(".examples-select select option")
     examples.first.wait_for(state="attached")
     assert examples.count() == len(FilingType)
-    responses = js_page.locator("#operations-default-createFiling .response .response-col_status")
+    responses = js_page.locator("#operations-filings-createFiling .response .response-col_status")
     assert {"409", "413", "429"} <= set(responses.all_inner_texts())
 
     assert js_page.evaluate("window.__violations") == []
