@@ -118,8 +118,9 @@ def find_by_reference(provider_id: int, reference: str) -> Filing | None:
 
 
 def _canonical_body(data: FilingIn) -> str:
-    """The body as validated (defaults filled in, domains in lower case, ID numbers normalised)
-    in one spelling: key order, whitespace and letter case there do not make another body."""
+    """The body as validated (defaults filled in, spaces trimmed, domains in lower case, ID
+    numbers normalised) in one spelling: key order, spacing and the letter case of a domain or
+    an ID number do not make another body; the order of the websites does."""
     return json.dumps(
         data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
