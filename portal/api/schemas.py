@@ -73,7 +73,10 @@ class FilingIn(Strict):
         min_length=1,
         max_length=64,
         pattern=r"^[\x21-\x7e]+$",
-        description="The provider's own order number; resubmitting it returns the same filing",
+        description=(
+            "The provider's own order number; resubmitted with the same body it returns the "
+            "same filing, with another body it is refused (409 reference_conflict)"
+        ),
     )
     change_scope: Literal["entity", "website", "both"] | None = None
     entity: Entity | None = None
