@@ -102,8 +102,9 @@ def _insert_first(key: str, free: int, now: datetime) -> bool:
         insert(SigninThrottle)
         .values(key=key, failures=1, next_try_at=now + wait_after(1, free))
         .on_conflict_do_nothing(index_elements=["key"])
+        .returning(SigninThrottle.key)
     )
-    return db.session.execute(statement).rowcount == 1
+    return db.session.execute(statement).first() is not None
 
 
 def _count_next(key: str, failures: int, free: int, now: datetime) -> bool:
