@@ -7,6 +7,7 @@ carry 80 random bits each, so a plain SHA-256 keeps them safely (nobody can sear
 space), and using one is a single `UPDATE … WHERE used_at IS NULL`.
 """
 
+import base64
 import hashlib
 import hmac
 import re
@@ -28,6 +29,7 @@ from portal.protection import sealing
 STEPS_EITHER_SIDE = 1
 RECOVERY_CODES = 10
 _TOTP_CODE = re.compile(r"\d{6}", re.ASCII)
+_LOOKALIKES = str.maketrans("01", "ol")
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,11 @@ def _normalise(entered: str) -> str:
 
 
 def _recovery_code() -> str:
-    digits = secrets.token_hex(10)
-    return "-".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    """80 bits in base32 (letters and 2–7: no 0/O or 1/l to confuse), as xxxx-xxxx-xxxx-xxxx."""
+    text = base64.b32encode(secrets.token_bytes(10)).decode().lower()
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
 
 
 def _recovery_digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
+    """A 0 or 1 typed for the letter o or l is forgiven: the codes hold no such digit."""
+    return hashlib.sha256(code.translate(_LOOKALIKES).encode()).hexdigest()
