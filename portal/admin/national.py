@@ -185,10 +185,10 @@ def account_list():
 @national_only
 def account_action(admin_id: int, action: str):
     admin = db.get_or_404(Admin, admin_id)
-    now = utcnow()
-    before = {"active": admin.active, "enrolled": admin.enrolled}
     if admin.id == current_user.id:
         abort(403)  # one's own account is neither disabled nor reset from here
+    now = utcnow()
+    before = {"active": admin.active, "enrolled": admin.enrolled}
     if action == "reset_2fa":
         accounts.reset_two_factor(admin, now)
         flash(CONSOLE["two_factor_reset"])
