@@ -87,6 +87,26 @@ def test_a_code_is_accepted_once(client, owner, clock):
     assert sign_in(client, "tj-admin", otp=current_code()).status_code == 302
 
 
+def test_one_code_sent_twice_at_once_signs_in_once(app, owner):
+    """The step is claimed in one conditional UPDATE: two racing requests cannot both pass."""
+    code, now = current_code(), utcnow()
+    start = threading.Barrier(2)
+    outcomes = []
+
+    def try_code(address: str) -> None:
+        with app.app_context():
+            start.wait()
+            outcomes.append(accounts.sign_in("tj-admin", PASSWORD, code, address, now).admin)
+            db.session.commit()
+
+    threads = [threading.Thread(target=try_code, args=(a,)) for a in (ATTACKER, OWNER)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 2 and sum(admin is not None for admin in outcomes) == 1
+
+
 def test_a_code_of_the_step_before_or_after_is_accepted_for_drifting_clocks(client, owner, clock):
     totp = pyotp.TOTP(TOTP_SECRET)
     assert sign_in(client, "tj-admin", otp=totp.at(clock.now - STEP)).status_code == 302
