@@ -1,26 +1,29 @@
-"""Admin accounts: creating them, checking passwords, and sign-in throttling.
+"""Console accounts: creating them, their passwords, and signing in with two factors.
 
-Throttled two ways: an account is locked for a while after consecutive failures
-(a national admin can unlock it), and a client address that fails too often is
-refused before any password is checked.
+A sign-in needs the password and a TOTP code (or a recovery code) of an enrolled
+account; an account not yet enrolled is sent to enrol once its password is right.
+Every failure reads the same, and costs the same: an unknown name is checked against
+a decoy hash. Failures slow their address down (`signin_throttle`); they never lock
+the account.
 """
 
+import functools
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal import admin_sessions, signin_throttle, two_factor
 from portal.extensions import db
 from portal.messages import CONSOLE
-from portal.models import Admin, Province, SigninFailure
+from portal.models import Admin, PreviousPassword, Province
 
-ACCOUNT_FAILURES_BEFORE_LOCK = 5
-LOCK_FOR = timedelta(minutes=15)
-ADDRESS_FAILURES_PER_WINDOW = 20
-ADDRESS_WINDOW = timedelta(minutes=15)
-MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_LENGTH = 12
+PASSWORD_CLASSES_NEEDED = 3
+# A new password may not be the current one or one of the four before it.
+PASSWORDS_REMEMBERED = 5
 
 
 class AccountError(ValueError):
@@ -30,20 +33,25 @@ class AccountError(ValueError):
 @dataclass(frozen=True)
 class SignIn:
     admin: Admin | None
-    error: str | None = None
+    # The password was right but the account has no second factor yet: it enrols now.
+    must_enrol: bool = False
+    second_factor: str | None = None  # "totp" or "recovery"
+
+
+FAILED = SignIn(None)
 
 
 def create(username: str, password: str, province_slug: str | None, now: datetime) -> Admin:
+    """An account that enrols its second factor at its first sign-in."""
     if province_slug is not None and db.session.get(Province, province_slug) is None:
         raise AccountError(CONSOLE["unknown_province"].format(slug=province_slug))
     if db.session.scalar(sa.select(Admin.id).where(Admin.username == username)):
         raise AccountError(CONSOLE["username_taken"].format(username=username))
-    check_password_strength(password)
+    check_password_rules(password, username)
     admin = Admin(
         username=username,
         password_hash=generate_password_hash(password),
         province_slug=province_slug,
-        session_token=secrets.token_urlsafe(32),
         created_at=now,
     )
     db.session.add(admin)
@@ -51,62 +59,108 @@ def create(username: str, password: str, province_slug: str | None, now: datetim
     return admin
 
 
-def check_password_strength(password: str) -> None:
+def check_password_rules(password: str, username: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(CONSOLE["password_too_short"].format(length=MIN_PASSWORD_LENGTH))
+    if _character_classes(password) < PASSWORD_CLASSES_NEEDED:
+        raise AccountError(CONSOLE["password_too_simple"])
+    if username.casefold() in password.casefold():
+        raise AccountError(CONSOLE["password_has_username"])
 
 
-def change_password(admin: Admin, current: str, new: str) -> None:
+def _character_classes(password: str) -> int:
+    """Lower case, upper case, digits, and everything else (CJK characters count there)."""
+    lower = any(c.islower() for c in password)
+    upper = any(c.isupper() for c in password)
+    digit = any(c.isdigit() for c in password)
+    other = any(not (c.islower() or c.isupper() or c.isdigit()) for c in password)
+    return lower + upper + digit + other
+
+
+def change_password(admin: Admin, current: str, new: str, now: datetime) -> None:
     if not check_password_hash(admin.password_hash, current):
         raise AccountError(CONSOLE["wrong_current_password"])
-    reset_password(admin, new)
+    reset_password(admin, new, now)
 
 
-def reset_password(admin: Admin, password: str) -> None:
-    """A new password also signs out the account's other sessions."""
-    check_password_strength(password)
+def reset_password(admin: Admin, password: str, now: datetime) -> None:
+    """A new password also ends the account's other sessions."""
+    check_password_rules(password, admin.username)
+    if any(check_password_hash(known, password) for known in _recent_hashes(admin)):
+        raise AccountError(CONSOLE["password_reused"].format(count=PASSWORDS_REMEMBERED))
+    db.session.add(
+        PreviousPassword(admin_id=admin.id, password_hash=admin.password_hash, replaced_at=now)
+    )
     admin.password_hash = generate_password_hash(password)
-    admin.session_token = secrets.token_urlsafe(32)
+    db.session.flush()
+    _forget_older_passwords(admin)
+    admin_sessions.end_all(admin, now, keep=admin.session_key)
 
 
-def sign_in(username: str, password: str, address: str, now: datetime) -> SignIn:
-    if _address_failures(address, now) >= ADDRESS_FAILURES_PER_WINDOW:
-        return SignIn(None, CONSOLE["too_many_signin_failures"])
+def _recent_hashes(admin: Admin) -> list[str]:
+    previous = db.session.scalars(
+        sa.select(PreviousPassword.password_hash)
+        .where(PreviousPassword.admin_id == admin.id)
+        .order_by(PreviousPassword.id.desc())
+        .limit(PASSWORDS_REMEMBERED - 1)
+    )
+    return [admin.password_hash, *previous]
+
+
+def _forget_older_passwords(admin: Admin) -> None:
+    kept = (
+        sa.select(PreviousPassword.id)
+        .where(PreviousPassword.admin_id == admin.id)
+        .order_by(PreviousPassword.id.desc())
+        .limit(PASSWORDS_REMEMBERED - 1)
+    )
+    db.session.execute(
+        sa.delete(PreviousPassword).where(
+            PreviousPassword.admin_id == admin.id,
+            PreviousPassword.id.not_in(kept.scalar_subquery()),
+        )
+    )
+
+
+def enrol_two_factor(admin: Admin, now: datetime) -> two_factor.Enrolment:
+    """A new TOTP secret and recovery codes at once (the CLI); the old ones and every session end."""
+    admin_sessions.end_all(admin, now)
+    return two_factor.enrol(admin, now)
+
+
+def reset_two_factor(admin: Admin, now: datetime) -> None:
+    """The account enrols anew at its next sign-in (a lost phone); its sessions end."""
+    admin_sessions.end_all(admin, now)
+    two_factor.reset(admin)
+
+
+def sign_in(username: str, password: str, otp: str, address: str, now: datetime) -> SignIn:
+    """Commits the throttle's slots before any password is checked, so that they hold
+    however many tries run at once (and no write lock is held while hashing)."""
+    slots = signin_throttle.reserve(username, address, now)
+    db.session.commit()
+    if slots is None:
+        return FAILED
     admin = db.session.scalar(sa.select(Admin).where(Admin.username == username))
-    if admin is not None and admin.locked_until is not None and admin.locked_until > now:
-        return SignIn(None, CONSOLE["account_locked"])
-    if admin is None or not admin.active or not check_password_hash(admin.password_hash, password):
-        _count_failure(admin, username, address, now)
-        return SignIn(None, CONSOLE["bad_credentials"])
-    admin.failed_signins = 0
-    admin.locked_until = None
-    return SignIn(admin)
+    if not _password_matches(admin, password):
+        return FAILED
+    if not admin.enrolled:
+        signin_throttle.release(slots)
+        return SignIn(admin, must_enrol=True)
+    second_factor = two_factor.accept(admin, otp, now)
+    if second_factor is None:
+        return FAILED
+    signin_throttle.release(slots)
+    return SignIn(admin, second_factor=second_factor)
 
 
-def unlock(admin: Admin) -> None:
-    admin.failed_signins = 0
-    admin.locked_until = None
+def _password_matches(admin: Admin | None, password: str) -> bool:
+    """An unknown name is checked against a decoy: its answer takes as long."""
+    known_hash = admin.password_hash if admin is not None else _decoy_hash()
+    matches = check_password_hash(known_hash, password)
+    return matches and admin is not None and admin.active
 
 
-def _address_failures(address: str, now: datetime) -> int:
-    return db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(SigninFailure)
-        .where(SigninFailure.address == address, SigninFailure.failed_at > now - ADDRESS_WINDOW)
-    )
-
-
-def _count_failure(admin: Admin | None, username: str, address: str, now: datetime) -> None:
-    db.session.add(SigninFailure(address=address, username=username[:64], failed_at=now))
-    if admin is None:
-        return
-    failures = db.session.scalar(
-        sa.update(Admin)
-        .where(Admin.id == admin.id)
-        .values(failed_signins=Admin.failed_signins + 1)
-        .returning(Admin.failed_signins)
-        .execution_options(synchronize_session=False)
-    )
-    if failures >= ACCOUNT_FAILURES_BEFORE_LOCK:
-        admin.locked_until = now + LOCK_FOR
-        admin.failed_signins = 0
+@functools.cache
+def _decoy_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))

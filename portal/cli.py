@@ -3,15 +3,17 @@
 import json
 
 import click
+import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 from sqlalchemy.exc import IntegrityError
 
-from portal import accounts, demo, jobs, providers
+from portal import accounts, demo, jobs, providers, two_factor
 from portal.clock import utcnow
 from portal.extensions import db
+from portal.models import Admin
 
 providers_cli = AppGroup("providers", help="Access providers.")
 
@@ -41,6 +43,10 @@ def load_demo() -> None:
     click.echo("codes are in the development SMS inbox: /dev/sms")
     names = " and ".join(demo.DEMO_ADMINS)
     click.echo(f"console /admin/: {names}, password {loaded.admin_password}")
+    for username, secret in loaded.totp_secrets.items():
+        click.echo(
+            f"  {username}: TOTP secret {secret} (`flask --app wsgi admins code {username}`)"
+        )
 
 
 admins_cli = AppGroup("admins", help="Console accounts.")
@@ -52,17 +58,61 @@ admins_cli = AppGroup("admins", help="Console accounts.")
 @click.option("--national", is_flag=True, help="A national admin (all provinces, the rollout).")
 @click.option("--password", help="Prompted for when not given.")
 def create_admin(username: str, province: str | None, national: bool, password: str | None):
-    """Create a console account: a province admin (--province SLUG) or a national one (--national)."""
+    """Create a console account: a province admin (--province SLUG) or a national one (--national).
+
+    It is enrolled at once: the last line is JSON with its `totp_uri` and recovery codes."""
     if bool(province) == national:
         raise click.UsageError("give exactly one of --province SLUG and --national")
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    now = utcnow()
     try:
-        admin = accounts.create(username, password, province, utcnow())
+        admin = accounts.create(username, password, province, now)
     except accounts.AccountError as error:
         raise click.ClickException(str(error)) from error
+    enrolment = accounts.enrol_two_factor(admin, now)
     db.session.commit()
     click.echo(f"created admin {admin.username} ({admin.province_slug or 'national'})")
+    _echo_enrolment(admin, enrolment)
+
+
+@admins_cli.command("reset-2fa")
+@click.argument("username")
+def reset_two_factor(username: str) -> None:
+    """Enrol the account anew (a lost phone): the last line is JSON with its new `totp_uri`."""
+    admin = _admin_named(username)
+    enrolment = accounts.enrol_two_factor(admin, utcnow())
+    db.session.commit()
+    _echo_enrolment(admin, enrolment)
+
+
+@admins_cli.command("code")
+@click.argument("username")
+def current_code(username: str) -> None:
+    """Print the account's current TOTP code, for a demo without an authenticator app."""
+    if current_app.config["PRODUCTION"]:
+        raise click.ClickException("admins code is refused in production")
+    admin = _admin_named(username)
+    if not admin.enrolled:
+        raise click.ClickException(f"{username} has not enrolled a second factor yet")
+    click.echo(two_factor.current_code(admin, utcnow()))
+
+
+def _admin_named(username: str) -> Admin:
+    admin = db.session.scalar(sa.select(Admin).where(Admin.username == username))
+    if admin is None:
+        raise click.ClickException(f"no console account named {username!r}")
+    return admin
+
+
+def _echo_enrolment(admin: Admin, enrolment: two_factor.Enrolment) -> None:
+    """Shown only once: the secret for the authenticator app and the recovery codes."""
+    shown_once = {
+        "username": admin.username,
+        "totp_uri": enrolment.totp_uri,
+        "recovery_codes": enrolment.recovery_codes,
+    }
+    click.echo(json.dumps(shown_once, ensure_ascii=False))
 
 
 @click.command("sweep")

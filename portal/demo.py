@@ -54,23 +54,38 @@ DEMO_ADMINS = {"demo-national": None, "demo-tianjin": "tianjin"}
 class Demo:
     api_key: str
     admin_password: str
+    totp_secrets: dict[str, str]
     filings: list[Filing]
 
 
 def load(now: datetime) -> Demo:
-    """Idempotent: run again, it rotates the demo secrets and adds no filing twice."""
+    """Idempotent: run again, it rotates the demo secrets (TOTP too) and adds no filing twice."""
     provider = db.session.scalar(sa.select(Provider).where(Provider.name == DEMO_PROVIDER))
     if provider is None:
         provider, api_key = providers.create(DEMO_PROVIDER, None, now)
     else:
         api_key = providers.rotate_key(provider)
     filings = [submit(provider, FilingIn.model_validate(body), now)[0] for body in FILINGS]
-    password = secrets.token_urlsafe(9)
+    password = _password()
+    totp_secrets = {}
     for username, province in DEMO_ADMINS.items():
         admin = db.session.scalar(sa.select(Admin).where(Admin.username == username))
         if admin is None:
-            accounts.create(username, password, province, now)
+            admin = accounts.create(username, password, province, now)
         else:
-            accounts.reset_password(admin, password)
+            accounts.reset_password(admin, password, now)
+        totp_secrets[username] = accounts.enrol_two_factor(admin, now).secret
     jobs.commit()
-    return Demo(api_key, password, filings)
+    return Demo(api_key, password, totp_secrets, filings)
+
+
+def _password() -> str:
+    """Random, and within the password rules (a random draw may miss a character class)."""
+    while True:
+        password = secrets.token_urlsafe(12)
+        try:
+            for username in DEMO_ADMINS:
+                accounts.check_password_rules(password, username)
+        except accounts.AccountError:
+            continue
+        return password

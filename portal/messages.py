@@ -46,10 +46,11 @@ PAGE_NOT_FOUND = "页面不存在。"
 # The admin console's messages.
 CONSOLE = {
     "sign_in_required": "请先登录。",
-    "too_many_signin_failures": "登录失败次数过多，请稍后再试。",
-    "account_locked": "该账号因多次登录失败已被临时锁定，请稍后再试或联系全国管理员解锁。",
-    "bad_credentials": "用户名或密码错误。",
+    "sign_in_failed": "登录失败：用户名、密码或动态口令不正确，或尝试过于频繁，请稍后再试。",
     "password_too_short": "密码至少 {length} 个字符。",
+    "password_too_simple": "密码须包含小写字母、大写字母、数字、其他字符中的至少三种。",
+    "password_has_username": "密码不能包含用户名。",
+    "password_reused": "新密码不能与最近 {count} 次使用过的密码相同。",
     "password_changed": "密码已修改，其他会话已退出。",
     "wrong_current_password": "当前密码错误。",
     "unknown_province": "没有这个省份：{slug}。",
@@ -64,7 +65,10 @@ CONSOLE = {
     "key_rotated": "新的 API 密钥只显示这一次，旧密钥已失效。",
     "secret_rotated": "新的 Webhook 密钥只显示这一次。",
     "account_created": "账号已创建。",
-    "unlocked": "账号已解锁。",
+    "totp_issuer": "备案短信核验管理",
+    "wrong_code": "动态口令不正确，请输入验证器当前显示的 6 位数字。",
+    "recovery_code_used": "您使用了一个恢复码登录，还剩 {left} 个；如验证器已丢失，请联系全国管理员重置双因素认证。",
+    "two_factor_reset": "已重置该账号的双因素认证，其会话已全部退出；该账号下次登录时重新绑定验证器。",
 }
 
 # How statuses and kinds read in the console.

@@ -289,35 +289,78 @@ class Admin(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(256))
     province_slug: Mapped[str | None] = mapped_column(sa.ForeignKey("provinces.slug"))
     active: Mapped[bool] = mapped_column(default=True)
-    # Rotated on every password change, which signs out every other session.
-    session_token: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    failed_signins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The TOTP secret, sealed; the account is enrolled once a code has confirmed it.
+    totp_secret: Mapped[str | None] = mapped_column(sa.String(512))
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The time step of the last code accepted: each code is good once.
+    totp_last_step: Mapped[int | None]
+
+    # The token of the console session this object was loaded for (portal/admin_sessions.py).
+    session_key = None
 
     @property
     def national(self) -> bool:
         return self.province_slug is None
 
     @property
+    def enrolled(self) -> bool:
+        return self.totp_enrolled_at is not None
+
+    @property
     def is_active(self) -> bool:
         return self.active
 
-    def get_id(self) -> str:
-        """Sessions remember the token, not the id, so a password change ends them."""
-        return self.session_token
+    def get_id(self) -> str | None:
+        """The cookie remembers the session's token, not the account: ending it signs out."""
+        return self.session_key
 
 
-class SigninFailure(db.Model):
-    """A failed sign-in, counted per client address for throttling."""
+class AdminSession(db.Model):
+    """A console session, kept on the server; the cookie holds its token, the table a digest."""
 
-    __tablename__ = "signin_failures"
-    __table_args__ = (sa.Index("ix_signin_failures_address_at", "address", "failed_at"),)
+    __tablename__ = "admin_sessions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    address: Mapped[str] = mapped_column(sa.String(64))
-    username: Mapped[str] = mapped_column(sa.String(64))
-    failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    token_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    admin_id: Mapped[int] = mapped_column(sa.ForeignKey("admins.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RecoveryCode(db.Model):
+    """A single-use recovery code of an account, kept as a digest."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (sa.UniqueConstraint("admin_id", "code_digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_id: Mapped[int] = mapped_column(sa.ForeignKey("admins.id"))
+    code_digest: Mapped[str] = mapped_column(sa.String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PreviousPassword(db.Model):
+    """A password an account had before: a new one may not repeat the last few."""
+
+    __tablename__ = "previous_passwords"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_id: Mapped[int] = mapped_column(sa.ForeignKey("admins.id"), index=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SigninThrottle(db.Model):
+    """Failed sign-ins counted under one key (an address, or an account name with an address)
+    and when that key may try again (portal/signin_throttle.py)."""
+
+    __tablename__ = "signin_throttles"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    failures: Mapped[int]
+    next_try_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class AuditEntry(TenantOwned, db.Model):

@@ -54,6 +54,9 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         # Log lines as JSON objects (with the request id) unless LOG_FORMAT=text.
         "LOG_FORMAT": "text" if environ.get("LOG_FORMAT") == "text" else "json",
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        # Console sessions end after this long without a request, and after this long in all.
+        "ADMIN_IDLE_MINUTES": _positive(environ, "ADMIN_IDLE_MINUTES", 15),
+        "ADMIN_SESSION_HOURS": _positive(environ, "ADMIN_SESSION_HOURS", 8),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
@@ -74,6 +77,13 @@ def _count(environ: Mapping[str, str], name: str) -> int:
     value = environ.get(name) or "0"
     if not value.isdigit():
         raise SettingsError(f"{name} is a whole number, not {value!r}")
+    return int(value)
+
+
+def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = environ.get(name) or str(default)
+    if not value.isdigit() or int(value) == 0:
+        raise SettingsError(f"{name} is a whole number above 0, not {value!r}")
     return int(value)
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import captchas, events, jobs
+from portal import captchas, events, jobs, signin_throttle
 from portal.extensions import db
 from portal.models import (
     Filing,
@@ -114,11 +114,12 @@ def noon_resend(now: datetime) -> list[int]:
 
 
 def run_due(now: datetime) -> dict[str, int]:
-    """Both sweeps and the deletion of expired captchas, then the relay of anything left
-    undelivered; commits."""
+    """Both sweeps, the deletion of expired captchas and of sign-in throttles gone quiet, then
+    the relay of anything left undelivered; commits."""
     expired = expire(now)
     resent = noon_resend(now)
     captchas.delete_expired(now)
+    signin_throttle.prune(now)
     jobs.commit()
     relayed = jobs.relay(now)
     return {"expired": len(expired), "noon_resent": len(resent), "relayed": relayed}

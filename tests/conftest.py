@@ -178,7 +178,13 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     frozen = Clock(utcnow())
-    for module in ("portal.jobs", "portal.api.routes", "portal.cli", "provinces.pages"):
+    for module in (
+        "portal.jobs",
+        "portal.api.routes",
+        "portal.cli",
+        "provinces.pages",
+        "portal.admin.auth",
+    ):
         monkeypatch.setattr(f"{module}.utcnow", frozen)
     return frozen
 

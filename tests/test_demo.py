@@ -2,6 +2,7 @@
 
 import re
 
+import pyotp
 import sqlalchemy as sa
 
 from portal.extensions import db
@@ -34,9 +35,14 @@ def test_demo_runs_again_without_duplicates_and_with_fresh_secrets(app):
 
 
 def test_demo_console_accounts_sign_in(app, client):
-    password = re.search(r"password (\S+)", run_demo(app)).group(1)
+    """With the printed password and the code `admins code` prints: no authenticator app needed."""
+    output = run_demo(app)
+    password = re.search(r"password (\S+)", output).group(1)
+    secret = re.search(r"demo-tianjin: TOTP secret (\S+)", output).group(1)
+    code = app.test_cli_runner().invoke(args=["admins", "code", "demo-tianjin"]).output.strip()
+    assert pyotp.TOTP(secret).verify(code, valid_window=1)
     page = client.get("/admin/login").get_data(as_text=True)
     token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
-    data = {"csrf_token": token, "username": "demo-tianjin", "password": password}
+    data = {"csrf_token": token, "username": "demo-tianjin", "password": password, "otp": code}
     assert client.post("/admin/login", data=data).status_code == 302
     assert "DEMO-TJ-1" in client.get("/admin/filings").get_data(as_text=True)

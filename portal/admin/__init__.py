@@ -23,7 +23,8 @@ login_manager = LoginManager()
 login_manager.login_view = "admin.sign_in"
 login_manager.login_message = CONSOLE["sign_in_required"]
 
-PUBLIC_ENDPOINTS = {"admin.sign_in"}
+# Enrolment has its own check: a password proven moments ago (see auth.enrol).
+PUBLIC_ENDPOINTS = {"admin.sign_in", "admin.enrol"}
 
 
 @bp.before_request

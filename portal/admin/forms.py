@@ -20,6 +20,12 @@ from portal.models import FilingStatus
 class SignInForm(FlaskForm):
     username = StringField("用户名", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("密码", validators=[DataRequired(), Length(max=256)])
+    # Empty for an account that has not enrolled yet: it enrols after the password.
+    otp = StringField("动态口令或恢复码", validators=[Optional(), Length(max=64)])
+
+
+class EnrolForm(FlaskForm):
+    otp = StringField("动态口令", validators=[DataRequired(), Length(max=16)])
 
 
 class PasswordForm(FlaskForm):

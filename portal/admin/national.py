@@ -1,7 +1,7 @@
 """The national office: the rollout table, filing-type rules, access providers, accounts."""
 
 import sqlalchemy as sa
-from flask import flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
@@ -178,28 +178,30 @@ def account_list():
         admins=db.session.scalars(sa.select(Admin).order_by(Admin.username)),
         form=form,
         error=error,
-        now=utcnow(),
     )
 
 
-@bp.post("/accounts/<int:admin_id>/<any(unlock, toggle):action>")
+@bp.post("/accounts/<int:admin_id>/<any(reset_2fa, toggle):action>")
 @national_only
 def account_action(admin_id: int, action: str):
     admin = db.get_or_404(Admin, admin_id)
-    before = {"active": admin.active, "locked_until": str(admin.locked_until)}
-    if action == "unlock":
-        accounts.unlock(admin)
-        flash(CONSOLE["unlocked"])
-    elif admin.id != current_user.id:
+    if admin.id == current_user.id:
+        abort(403)  # one's own account is neither disabled nor reset from here
+    now = utcnow()
+    before = {"active": admin.active, "enrolled": admin.enrolled}
+    if action == "reset_2fa":
+        accounts.reset_two_factor(admin, now)
+        flash(CONSOLE["two_factor_reset"])
+    else:
         admin.active = not admin.active
     audit.record(
         current_user,
         f"account_{action}",
         f"admin {admin.username}",
-        utcnow(),
+        now,
         province_slug=admin.province_slug,
         before=before,
-        after={"active": admin.active, "locked_until": str(admin.locked_until)},
+        after={"active": admin.active, "enrolled": admin.enrolled},
     )
     db.session.commit()
     return redirect(url_for("admin.account_list"))

@@ -18,13 +18,13 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
 from playwright.sync_api import Browser, Playwright
-from werkzeug.security import generate_password_hash
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal import create_app, providers
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Admin, Filing
+from portal.models import Filing
+from tests.admins import make_admin
 from tests.factories import CAPTCHA, new_filing_body
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,9 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ADMIN_PASSWORD = "correct horse battery"
-# A cheap hash keeps signing in fast; the real cost is tested in tests/test_admin.py.
-_FAST_HASH = generate_password_hash(ADMIN_PASSWORD, method="pbkdf2:sha256:1000")
 
 
 def launch_chromium(playwright: Playwright) -> Browser:
@@ -97,17 +94,13 @@ class LivePortal:
         assert response.status_code == 201, response.get_json()
         return response.get_json()
 
-    def add_admin(self, username: str, province: str | None) -> None:
+    def add_admin(self, username: str, province: str | None, enrolled: bool = True) -> None:
+        """An account with tests.admins' password and, once enrolled, its TOTP secret."""
         with self.app.app_context():
-            db.session.add(
-                Admin(
-                    username=username,
-                    password_hash=_FAST_HASH,
-                    province_slug=province,
-                    session_token=secrets.token_urlsafe(16),
-                    created_at=utcnow(),
-                )
-            )
+            admin = make_admin(username, province, utcnow())
+            if not enrolled:
+                admin.totp_secret = admin.totp_enrolled_at = None
+            db.session.add(admin)
             db.session.commit()
 
 

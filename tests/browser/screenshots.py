@@ -12,8 +12,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyotp
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.admins import PASSWORD, current_code
 from tests.browser.actions import (
     ID_A_LAST6,
     ID_B_LAST6,
@@ -23,7 +25,7 @@ from tests.browser.actions import (
     resend,
     verify,
 )
-from tests.browser.live import ADMIN_PASSWORD, LivePortal, launch_chromium, live_portal
+from tests.browser.live import LivePortal, launch_chromium, live_portal
 from tests.factories import ID_C, principal
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -113,9 +115,10 @@ def admin_pages(browser: Browser, portal: LivePortal) -> None:
     page = new_page(browser, portal, DESKTOP)
     page.goto("/admin/login")
     page.get_by_label("用户名").fill("boss")
-    page.get_by_label("密码").fill(ADMIN_PASSWORD)
+    page.get_by_label("密码", exact=True).fill(PASSWORD)
+    page.get_by_label("动态口令或恢复码").fill(current_code())
     shoot(page, "admin-sign-in")
-    page.get_by_label("密码").press("Enter")
+    page.get_by_label("动态口令或恢复码").press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("概览")
     shoot(page, "admin-dashboard")
     page.get_by_role("link", name="备案查询").click()
@@ -138,6 +141,24 @@ def api_reference(browser: Browser, portal: LivePortal) -> None:
     page.context.close()
 
 
+def enrolment_pages(browser: Browser, portal: LivePortal) -> None:
+    """An account made in the console enrols at its first sign-in: QR code, then recovery codes."""
+    portal.add_admin("newcomer", "tianjin", enrolled=False)
+    page = new_page(browser, portal, DESKTOP)
+    page.goto("/admin/login")
+    page.get_by_label("用户名").fill("newcomer")
+    page.get_by_label("密码", exact=True).fill(PASSWORD)
+    page.get_by_label("密码", exact=True).press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("绑定验证器")
+    shoot(page, "admin-enrol")
+    secret = page.locator("p.secret code").inner_text()
+    page.get_by_label("动态口令").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="确认绑定").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("验证器已绑定")
+    shoot(page, "admin-recovery-codes")
+    page.context.close()
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with (
@@ -151,6 +172,7 @@ def main() -> int:
         phone_views(browser, portal)
         admin_pages(browser, portal)
         api_reference(browser, portal)
+        enrolment_pages(browser, portal)
         browser.close()
     return 0
 

@@ -5,7 +5,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.live import ADMIN_PASSWORD
+from tests.admins import PASSWORD, current_code
 from tests.factories import ID_C, ID_D, principal
 
 OTHER_PHONE = "13700000009"
@@ -23,8 +23,9 @@ def other_people_filing(portal) -> None:
 def sign_in(page: Page, username: str) -> None:
     page.goto("/admin/login")
     page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(ADMIN_PASSWORD)
-    page.get_by_label("密码").press("Enter")
+    page.get_by_label("密码", exact=True).fill(PASSWORD)
+    page.get_by_label("动态口令或恢复码").fill(current_code())
+    page.get_by_label("动态口令或恢复码").press("Enter")
     expect(page).to_have_url(re.compile(r"/admin/$"))
 
 

@@ -12,6 +12,7 @@ and every number is given as a ratio to it.
 
 import argparse
 import csv
+import json
 import os
 import secrets
 import signal
@@ -38,7 +39,7 @@ DATABASE = "portal_bench"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PORTAL_PORT, HELLO_PORT, GATEWAY_PORT = 8101, 8102, 8103
 PROVINCES = ("tianjin", "gansu", "hainan", "zhejiang", "sichuan")
-ADMIN_PASSWORD = "bench-password-" + secrets.token_hex(4)
+ADMIN_PASSWORD = "Bench-password-" + secrets.token_hex(4)
 # Single routes measured at saturation, beside the yardstick.
 CAPACITY_TARGETS = ("healthz", "verify_page", "captcha", "verify_post", "intake", "poll")
 # Issue 6's targets: req/s at saturation as a share of the yardstick's.
@@ -115,25 +116,20 @@ def seed(env: dict[str, str]) -> dict[str, str]:
         "app = create_app()\n"
         "with app.app_context():\n"
         "    _, key = providers.create('压测接入商', None, utcnow())\n"
+        "    secrets = {}\n"
         f"    for slug in {PROVINCES!r}:\n"
-        f"        accounts.create('bench-' + slug, {ADMIN_PASSWORD!r}, slug, utcnow())\n"
+        f"        admin = accounts.create('bench-' + slug, {ADMIN_PASSWORD!r}, slug, utcnow())\n"
+        "        secrets[slug] = accounts.enrol_two_factor(admin, utcnow()).secret\n"
         "    db.session.commit()\n"
-        "print(json.dumps(key))\n"
+        "print(json.dumps([key, secrets]))\n"
     )
-    key = (
-        subprocess.run(
-            [sys.executable, "-c", code],
-            env=env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-        .strip('"')
+    seeded = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
     )
-    admins = ",".join(f"bench-{slug}:{ADMIN_PASSWORD}:{slug}" for slug in PROVINCES)
+    key, totp_secrets = json.loads(seeded.stdout.strip().splitlines()[-1])
+    admins = ",".join(
+        f"bench-{slug}:{ADMIN_PASSWORD}:{slug}:{totp_secrets[slug]}" for slug in PROVINCES
+    )
     return {"BENCH_API_KEY": key, "BENCH_ADMINS": admins, "BENCH_REDIS_URL": REDIS_URL}
 
 

@@ -10,7 +10,7 @@ Run against a server with rate limits off and a fixed captcha answer (tests/load
 starts one). Configuration comes from the environment:
 
 - BENCH_API_KEY: a provider's API key;
-- BENCH_ADMINS: `username:password:province,...` (province admins);
+- BENCH_ADMINS: `username:password:province:totp_secret,...` (province admins, one each);
 - BENCH_REDIS_URL: the Redis holding the fake gateway's inbox (tests/load/gateway.py);
 - BENCH_CAPTCHA: the server's CAPTCHA_TEST_ANSWER (default TEST).
 """
@@ -20,6 +20,7 @@ import os
 import random
 import re
 
+import pyotp
 from locust import HttpUser, between, task
 from redis import Redis
 
@@ -181,11 +182,17 @@ class ProvinceAdmin(HttpUser):
 
     def on_start(self) -> None:
         admins = [entry.split(":") for entry in _config("BENCH_ADMINS").split(",") if entry]
-        username, password, _ = admins[next(_ADMIN_COUNTER) % len(admins)]
+        username, password, _, totp_secret = admins[next(_ADMIN_COUNTER) % len(admins)]
         page = self.client.get("/admin/login", name="admin: sign-in page").text
+        otp = pyotp.TOTP(totp_secret).now()  # each code is good once: one account per user
         with self.client.post(
             "/admin/login",
-            data={**hidden_fields(page), "username": username, "password": password},
+            data={
+                **hidden_fields(page),
+                "username": username,
+                "password": password,
+                "otp": otp,
+            },
             name="admin: sign in",
             catch_response=True,
         ) as response:

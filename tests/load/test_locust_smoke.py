@@ -46,11 +46,12 @@ def served(texts_to_gateway, app):
 
 def _seed() -> dict[str, str]:
     _, api_key = providers.create("压测接入商", None, utcnow())
-    accounts.create("load-tianjin", ADMIN_PASSWORD, "tianjin", utcnow())
+    admin = accounts.create("load-tianjin", ADMIN_PASSWORD, "tianjin", utcnow())
+    secret = accounts.enrol_two_factor(admin, utcnow()).secret
     db.session.commit()
     return {
         "BENCH_API_KEY": api_key,
-        "BENCH_ADMINS": f"load-tianjin:{ADMIN_PASSWORD}:tianjin",
+        "BENCH_ADMINS": f"load-tianjin:{ADMIN_PASSWORD}:tianjin:{secret}",
         "BENCH_REDIS_URL": REDIS_TEST_URL,
         "BENCH_CAPTCHA": "TEST",
     }
