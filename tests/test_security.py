@@ -375,7 +375,7 @@ def test_a_known_key_does_not_use_up_its_addresses_unknown_key_budget(
     assert client.get("/api/v1/filings/x", headers=made_up).status_code == 401
 
 
-@pytest.mark.parametrize("token", ["not-a-key", "bk_short", _made_up_key() + "x", "bk_" + "é" * 43])
+@pytest.mark.parametrize("token", ["not-a-key", "bk_short", "bk_" + "A" * 44, "bk_" + "é" * 43])
 def test_a_token_not_shaped_like_a_key_costs_no_lookup(client, provider, statements, token):
     response = client.get("/api/v1/filings/x", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
