@@ -21,13 +21,12 @@ from portal.sms import backend_from_config
 from provinces import pages, rollout
 
 ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_PATH = ROOT / "instance"
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """The app, configured from `os.environ` overlaid with `env` (tests pass theirs here)."""
-    app = Flask(
-        __name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance")
-    )
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(INSTANCE_PATH))
     app.config.update(settings.from_env({**os.environ, **(env or {})}, app.instance_path))
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     redacted_logs.install(app)
@@ -46,7 +45,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
     app.extensions["sms"] = backend_from_config(app.config)
     if app.config["REDIS_URL"]:
-        redis = Redis.from_url(app.config["REDIS_URL"])
+        redis = Redis.from_url(app.config["REDIS_URL"], **app.config["REDIS_OPTIONS"])
         app.extensions["rq_queue"] = Queue(jobs.QUEUE_NAME, connection=redis)
 
     admin.login_manager.init_app(app)
