@@ -18,7 +18,7 @@ from portal.extensions import csrf, db, migrate
 from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
 from portal.protection import headers, limits, redacted_logs
 from portal.sms import backend_from_config
-from provinces import pages, rollout
+from provinces import home, pages, rollout
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_PATH = ROOT / "instance"
@@ -52,6 +52,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(api_routes.bp)
     csrf.exempt(api_routes.bp)
+    app.register_blueprint(home.bp)
     for row in rollout.rows():
         app.register_blueprint(
             pages.bp,
