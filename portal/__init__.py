@@ -30,6 +30,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.config.update(settings.from_env({**os.environ, **(env or {})}, app.instance_path))
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     redacted_logs.install(app)
+    app.wsgi_app = _ipv4_clients_unmapped(app.wsgi_app)
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Behind N reverse proxies the client is the N-th address from the right.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
@@ -64,6 +65,19 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         app.register_blueprint(devsms.bp)
     app.register_error_handler(HTTPException, _error_page)
     cli.register(app)
+    return app
+
+
+def _ipv4_clients_unmapped(wsgi_app):
+    """gunicorn's dual-stack socket (`[::]`) sees an IPv4 client as ::ffff:a.b.c.d: every
+    reader of the client address (limits, logs, sign-in throttling, METRICS_ALLOW) gets a.b.c.d."""
+
+    def app(environ, start_response):
+        address = environ.get("REMOTE_ADDR") or ""
+        if address.startswith("::ffff:") and "." in address:
+            environ["REMOTE_ADDR"] = address.removeprefix("::ffff:")
+        return wsgi_app(environ, start_response)
+
     return app
 
 

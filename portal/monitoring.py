@@ -135,8 +135,6 @@ def _may_read_metrics(address: str) -> bool:
         client = ipaddress.ip_address(address)
     except ValueError:
         return False
-    # A dual-stack listener ([::]) sees IPv4 clients as ::ffff:a.b.c.d.
-    client = getattr(client, "ipv4_mapped", None) or client
     return any(client in network for network in current_app.config["METRICS_ALLOW"])
 
 

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from portal import create_app, monitoring
 from portal.extensions import db
 from portal.messages import Outcome
+from portal.models import VerifyAttempt
 from portal.protection.redacted_logs import JsonFormatter
 from tests.factories import CAPTCHA, ID_A, ID_C, form_fields, new_filing_body, principal
 from tests.test_fault_tolerance import RedisServer
@@ -136,6 +137,16 @@ def test_metrics_are_refused_to_other_addresses_by_default(client, address):
     response = client.get("/metrics", environ_base={"REMOTE_ADDR": address})
     assert response.status_code == 403
     assert "portal_" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_ipv4_client_of_the_dual_stack_socket_is_seen_by_its_ipv4_address(client):
+    """gunicorn's [::] socket gives IPv4 clients as ::ffff:a.b.c.d; the portal records a.b.c.d."""
+    mapped = {"REMOTE_ADDR": "::ffff:203.0.113.7"}
+    page = client.get("/tianjin/verify", environ_base=mapped).get_data(as_text=True)
+    values = {"code": "000000", "phone": "13900000001", "id_last6": "011239", "captcha": CAPTCHA}
+    client.post("/tianjin/verify", data={**form_fields(page), **values}, environ_base=mapped)
+    assert db.session.scalar(sa.select(VerifyAttempt.client_address)) == "203.0.113.*"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
