@@ -6,9 +6,14 @@ from portal import create_app
 from portal.schedule import start_in_process
 from portal.settings import SettingsError
 
+# 4 is gunicorn's "App failed to load": a gunicorn worker refused so stops the master rather
+# than being started again (gunicorn.conf.py refuses bad settings before any worker, though).
+APP_LOAD_ERROR = 4
+
 try:
     app = create_app()
 except SettingsError as refused:
-    sys.exit(f"portal refuses to start: {refused}")  # one line and a non-zero exit, no traceback
+    print(f"portal refuses to start: {refused}", file=sys.stderr)  # one line, no traceback
+    sys.exit(APP_LOAD_ERROR)
 if not app.config["REDIS_URL"]:
     start_in_process(app)

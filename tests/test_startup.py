@@ -27,6 +27,7 @@ PRODUCTION_WITHOUT_PUBLIC_BASE_URL = {
 
 def process_env(tmp_path: Path, settings: dict[str, str]) -> dict[str, str]:
     """Only these settings: nothing of the test run's own environment leaks in."""
+    (tmp_path / "metrics").mkdir(exist_ok=True)
     return {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
@@ -50,7 +51,6 @@ COMMANDS = {
 @pytest.mark.parametrize("command", COMMANDS)
 def test_production_without_public_base_url_is_refused_in_one_line(tmp_path, command):
     env = process_env(tmp_path, {**PRODUCTION_WITHOUT_PUBLIC_BASE_URL, "PORT": str(free_port())})
-    (tmp_path / "metrics").mkdir()
     finished = subprocess.run(
         COMMANDS[command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -63,7 +63,6 @@ def test_production_without_public_base_url_is_refused_in_one_line(tmp_path, com
 def test_a_bad_setting_is_named_in_one_line(tmp_path, command):
     bad = {"METRICS_ALLOW": "prometheus", "SECRET_KEY": "startup-test", "PORT": str(free_port())}
     env = process_env(tmp_path, bad)
-    (tmp_path / "metrics").mkdir()
     finished = subprocess.run(
         COMMANDS[command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -71,6 +70,21 @@ def test_a_bad_setting_is_named_in_one_line(tmp_path, command):
     assert finished.returncode != 0
     assert len(lines) == 1
     assert lines[0].startswith("portal refuses to start: METRICS_ALLOW")
+
+
+def test_a_gunicorn_worker_refused_stops_gunicorn_instead_of_restarting(tmp_path):
+    """Without gunicorn.conf.py's check in the master, the worker's refusal still ends it."""
+    (tmp_path / "empty.conf.py").write_text("")
+    env = process_env(tmp_path, PRODUCTION_WITHOUT_PUBLIC_BASE_URL)
+    command = [*COMMANDS["gunicorn"], "-c", str(tmp_path / "empty.conf.py")]
+    finished = subprocess.run(
+        [*command, "-b", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 4  # gunicorn's "App failed to load"
+    assert output.count("portal refuses to start: PORTAL_ENV=production needs PUBLIC_BASE_URL") == 1
+    assert "Traceback" not in output
 
 
 def _ipv6_loopback() -> bool:
@@ -101,7 +115,6 @@ def test_gunicorn_listens_on_ipv4_and_ipv6(tmp_path):
         "SECRET_KEY": "startup-test",
         "SMS_FILE_PATH": str(tmp_path / "sms.jsonl"),
     }
-    (tmp_path / "metrics").mkdir()
     with open(tmp_path / "gunicorn.log", "w") as log:
         server = subprocess.Popen(
             COMMANDS["gunicorn"], cwd=ROOT, env=process_env(tmp_path, settings),
