@@ -151,14 +151,12 @@ def backlog_values(now: float) -> dict[str, float]:
 def _read_backlogs() -> dict[str, float]:
     """Redis's state and queue depth, and the outbox counts; NaN for what does not answer."""
     state = redis_state()
-    depth = float("nan")
+    depth = 0.0 if state == "not used" else float("nan")
     if state == "up":
         try:
             depth = float(current_app.extensions["rq_queue"].count)
         except RedisError:
             state = "down"
-    elif state == "not used":
-        depth = 0.0
     return {**_outbox_backlogs(), "queue": depth, "degraded": float(state == "down")}
 
 

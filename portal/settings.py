@@ -18,6 +18,8 @@ METRICS_ALLOW = "127.0.0.0/8,::1"
 # Connect and read time-out of every Redis client: a frozen Redis costs a page this long per
 # call, not redis-py's 5 s default (the portal works on without Redis).
 REDIS_TIMEOUT_SECONDS = 0.5
+# The embedded default's address (`make run`), the texts' link unless PUBLIC_BASE_URL is set.
+DEVELOPMENT_URL = "http://127.0.0.1:5000"
 ENVIRONMENTS = ("development", "production")
 
 
@@ -79,9 +81,6 @@ def data_keys(value: str | None, secret_key: str) -> tuple[str, ...]:
     if not keys:
         raise SettingsError("DATA_KEY holds no key")
     return keys
-
-
-DEVELOPMENT_URL = "http://127.0.0.1:5000"
 
 
 def public_base_url(value: str) -> str:
