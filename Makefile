@@ -1,9 +1,18 @@
-# The two commands of the README: `make run` (embedded default) and `make test`.
+# The two commands of the README: `make run` (embedded default) and `make test`; `make reset`
+# starts the embedded default afresh.
 VENV ?= .venv
 BIN = $(VENV)/bin
 FLASK = $(BIN)/flask --app wsgi
+PORT ?= 5000
+# The embedded default's files: create_app's instance folder.
+INSTANCE ?= instance
+DATABASE_FILE = $(INSTANCE)/portal.sqlite3
+# Whether an earlier run left a database (read before this run makes one).
+EARLIER_RUN := $(wildcard $(DATABASE_FILE))
+# The texts link to the address this run serves.
+RUN_ENV = PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}
 
-.PHONY: run test services lint
+.PHONY: run reset test services lint
 
 $(VENV)/installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,8 +22,14 @@ $(VENV)/installed: pyproject.toml
 
 run: $(VENV)/installed
 	$(FLASK) db upgrade
-	$(FLASK) demo
-	$(FLASK) run --host 127.0.0.1 --port 5000
+	$(RUN_ENV) $(FLASK) demo
+	$(if $(EARLIER_RUN),@echo "This is the database of an earlier run ($(DATABASE_FILE)): its filings and codes are as that run left them. \`make reset\` starts afresh.")
+	$(RUN_ENV) $(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+# Deletes the embedded default's database and SMS inbox (not its secret key).
+reset:
+	rm -f $(DATABASE_FILE) $(DATABASE_FILE)-wal $(DATABASE_FILE)-shm $(INSTANCE)/sms.jsonl
+	@echo "Done: the next \`make run\` starts with a new database and fresh demo data."
 
 # Two workers: the suite waits on PostgreSQL, Redis and a browser as much as on Python.
 test: $(VENV)/installed services

@@ -3,15 +3,32 @@
 Measured on a 2-core machine (docs/performance.md): threaded workers (gthread) answer
 more than as many sync workers, because a request spends part of its time waiting on
 PostgreSQL and Redis; more processes than cores gave nothing. Override with
-GUNICORN_WORKER_CLASS / GUNICORN_WORKERS / GUNICORN_THREADS / PORT.
+GUNICORN_WORKER_CLASS / GUNICORN_WORKERS / GUNICORN_THREADS / PORT, and HOST (one address,
+an IPv6 one in brackets: `[::1]`) to listen on one address instead of every IPv4 and IPv6 one.
 """
 
 import multiprocessing
 import os
+import socket
+import sys
 import tempfile
 from pathlib import Path
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+
+def _every_address() -> list[str]:
+    """IPv6 and IPv4: `[::]` takes both where IPv6 sockets are dual-stack (Linux's default,
+    IPv4 clients then show as ::ffff:a.b.c.d); both sockets where they are IPv6-only; `0.0.0.0`
+    on a host without IPv6."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            v6only = probe.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+    except OSError:
+        return ["0.0.0.0"]
+    return ["0.0.0.0", "[::]"] if v6only else ["[::]"]
+
+
+_hosts = [os.environ["HOST"]] if os.environ.get("HOST") else _every_address()
+bind = [f"{host}:{os.environ.get('PORT') or '8000'}" for host in _hosts]
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "gthread"
 workers = int(os.environ.get("GUNICORN_WORKERS") or multiprocessing.cpu_count())
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
@@ -28,6 +45,16 @@ errorlog = "-"
 # worker: this file is read by the master first, and the workers inherit its environment.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="portal-metrics-")
+
+# The settings are checked here, in the master, before any worker starts: refused, gunicorn
+# stops with one line naming what is wrong, rather than start workers that fail one after
+# another. (Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR.)
+from portal import INSTANCE_PATH, settings  # noqa: E402
+
+try:
+    settings.from_env(os.environ, str(INSTANCE_PATH))
+except settings.SettingsError as refused:
+    sys.exit(f"portal refuses to start: {refused}")
 
 
 def on_starting(server) -> None:

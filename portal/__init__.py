@@ -18,19 +18,19 @@ from portal.extensions import csrf, db, migrate
 from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
 from portal.protection import headers, limits, redacted_logs
 from portal.sms import backend_from_config
-from provinces import pages, rollout
+from provinces import home, pages, rollout
 
 ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_PATH = ROOT / "instance"
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """The app, configured from `os.environ` overlaid with `env` (tests pass theirs here)."""
-    app = Flask(
-        __name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance")
-    )
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(INSTANCE_PATH))
     app.config.update(settings.from_env({**os.environ, **(env or {})}, app.instance_path))
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     redacted_logs.install(app)
+    app.wsgi_app = _ipv4_clients_unmapped(app.wsgi_app)
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Behind N reverse proxies the client is the N-th address from the right.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
@@ -46,7 +46,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
     app.extensions["sms"] = backend_from_config(app.config)
     if app.config["REDIS_URL"]:
-        redis = Redis.from_url(app.config["REDIS_URL"])
+        redis = Redis.from_url(app.config["REDIS_URL"], **app.config["REDIS_OPTIONS"])
         app.extensions["rq_queue"] = Queue(jobs.QUEUE_NAME, connection=redis)
 
     admin.login_manager.init_app(app)
@@ -54,6 +54,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_routes.bp)
     app.register_blueprint(api_routes.reference)
     csrf.exempt(api_routes.bp)
+    app.register_blueprint(home.bp)
     for row in rollout.rows():
         app.register_blueprint(
             pages.bp,
@@ -65,6 +66,19 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         app.register_blueprint(devsms.bp)
     app.register_error_handler(HTTPException, _error_page)
     cli.register(app)
+    return app
+
+
+def _ipv4_clients_unmapped(wsgi_app):
+    """gunicorn's dual-stack socket (`[::]`) sees an IPv4 client as ::ffff:a.b.c.d: every
+    reader of the client address (limits, logs, sign-in throttling, METRICS_ALLOW) gets a.b.c.d."""
+
+    def app(environ, start_response):
+        address = environ.get("REMOTE_ADDR") or ""
+        if address.startswith("::ffff:") and "." in address:
+            environ["REMOTE_ADDR"] = address.removeprefix("::ffff:")
+        return wsgi_app(environ, start_response)
+
     return app
 
 

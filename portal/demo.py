@@ -22,6 +22,8 @@ def _principal(name: str, phone: str, id_number: str) -> dict:
 ZHANG = _principal("张三", "13900000001", "120101199001011239")
 LI = _principal("李四", "13900000002", "11010519491231002X")
 WANG = _principal("王五", "13900000003", "620102197812120012")
+# DEMO-TJ-2 has a person of its own: one phone, one filing, so each inbox text tells its filing.
+ZHAO = _principal("赵六", "13900000004", "120105198503120049")
 
 FILINGS = [
     {
@@ -35,7 +37,7 @@ FILINGS = [
         "province": "tianjin",
         "type": "new_website",
         "reference": "DEMO-TJ-2",
-        "websites": [{"domain": "blog.example.cn", "name": "示例博客", "principal": ZHANG}],
+        "websites": [{"domain": "blog.example.cn", "name": "示例博客", "principal": ZHAO}],
     },
     {
         "province": "gansu",

@@ -98,3 +98,27 @@ LABELS = {
 }
 
 ROLE_LABELS = {"entity": "主体负责人", "website": "网站负责人"}
+
+# The home page `/` (SPEC §5).
+HOME = {
+    "title": "备案短信核验",
+    "lead": "ICP 备案提交管局审核时，备案中需核验的负责人手机号码会收到 6 位验证码。"
+    "请进入备案所在省（区、市）的页面，完成短信核验或重发短信。",
+    "provinces": "已开通短信核验的省（区、市）",
+    "none_live": "暂无已开通短信核验的省（区、市）。",
+    "console": "管局管理控制台",
+    "sign_in": "工作人员登录",
+}
+
+# The development SMS inbox `/dev/sms` (never served in production).
+DEV_INBOX = {
+    "title": "开发短信收件箱",
+    "not_file_backend": "SMS_BACKEND 为 {backend}：短信不写入本收件箱。",
+    "time": "时间",
+    "phone": "手机号码",
+    "reference": "备案",
+    "province": "省份",
+    "text": "短信内容",
+    "empty": "暂无短信。",
+    "unknown": "—",
+}

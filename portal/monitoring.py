@@ -1,12 +1,14 @@
-"""Operations endpoints: `/healthz` (the process answers), `/readyz` (the database and Redis
-answer) and `/metrics` (Prometheus).
+"""Operations endpoints: `/healthz` (the process answers), `/readyz` (the database answers;
+Redis down is "degraded", still ready) and `/metrics` (Prometheus, for `METRICS_ALLOW` only).
 
 Counters and the latency histogram live in `prometheus_client`'s default registry; under
 gunicorn (several processes) they are written to `PROMETHEUS_MULTIPROC_DIR`, which must be
 set before this module is imported (gunicorn.conf.py sets it), and `/metrics` merges every
-process's files. Backlogs are gauges read at scrape time, from Redis and the database.
+process's files. Backlogs are gauges read from Redis and the database, at most every
+`BACKLOG_SECONDS` per process.
 """
 
+import ipaddress
 import os
 import time
 
@@ -22,7 +24,8 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
-from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal.extensions import csrf, db
 from portal.messages import Outcome
@@ -44,6 +47,8 @@ SMS_FAILED = Counter("portal_sms_failed", "Texts given up on after their last at
 SMS_RETRIED = Counter("portal_sms_retried", "Failed attempts at a text that will be retried.")
 
 _UNTIMED = {"operations.metrics", "operations.healthz", "operations.readyz"}
+# How long a process reuses the backlog gauges it read (`backlog_values`).
+BACKLOG_SECONDS = 10
 
 
 def init_app(app: Flask) -> None:
@@ -76,10 +81,17 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """200 when the database and Redis (if configured) answer; 503 naming what did not."""
-    checks = {"database": _database_answers(), "redis": _redis_answers()}
-    failed = [name for name, state in checks.items() if state == "down"]
-    return jsonify(ready=not failed, checks=checks, failed=failed), 503 if failed else 200
+    """200 while the database answers; 503 naming it when it does not.
+
+    Without Redis the portal works on (jobs run when the relay requeues them, limits count in
+    memory), so Redis down is reported as degraded and still answers 200: a load balancer must
+    not drop every node at once for it.
+    """
+    checks = {"database": _database_answers(), "redis": redis_state()}
+    failed = ["database"] if checks["database"] == "down" else []
+    degraded = ["redis"] if checks["redis"] == "down" else []
+    body = jsonify(ready=not failed, degraded=degraded, checks=checks, failed=failed)
+    return body, 503 if failed else 200
 
 
 def _database_answers() -> str:
@@ -91,54 +103,75 @@ def _database_answers() -> str:
     return "up"
 
 
-def _redis_answers() -> str:
-    url = current_app.config["REDIS_URL"]
-    if not url:
+def redis_state() -> str:
+    """`up`, `down` or `not used`; a frozen Redis costs its time-out (REDIS_TIMEOUT_SECONDS)."""
+    queue = current_app.extensions.get("rq_queue")
+    if queue is None:
         return "not used"
     try:
-        _probe_redis(url).ping()
-    except Exception:
+        queue.connection.ping()
+    except RedisError:
         return "down"
     return "up"
 
 
-def _probe_redis(url: str) -> Redis:
-    """A client with short timeouts of its own: a stuck Redis fails the probe, not hangs it."""
-    probe = current_app.extensions.get("readiness_redis")
-    if probe is None:
-        probe = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        current_app.extensions["readiness_redis"] = probe
-    return probe
-
-
 @bp.get("/metrics")
 def metrics() -> Response:
+    if not _may_read_metrics(request.remote_addr or ""):
+        return Response("metrics are served to METRICS_ALLOW only\n", 403, mimetype="text/plain")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
     backlogs = CollectorRegistry()
-    backlogs.register(_Backlogs(_backlog_values()))
+    backlogs.register(_Backlogs(backlog_values(time.monotonic())))
     body = generate_latest(registry) + generate_latest(backlogs)
     return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-def _backlog_values() -> dict[str, float]:
-    queue = current_app.extensions.get("rq_queue")
-    depth = 0.0
-    if queue is not None:
+def _may_read_metrics(address: str) -> bool:
+    try:
+        client = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(client in network for network in current_app.config["METRICS_ALLOW"])
+
+
+def backlog_values(now: float) -> dict[str, float]:
+    """The backlogs, read at most once per BACKLOG_SECONDS per process: counting a backlog
+    costs in proportion to its size, and scrapes come from every Prometheus, to every process."""
+    cached = current_app.extensions.get("metrics_backlogs")
+    if cached is None or now - cached[0] >= BACKLOG_SECONDS:
+        cached = (now, _read_backlogs())
+        current_app.extensions["metrics_backlogs"] = cached
+    return cached[1]
+
+
+def _read_backlogs() -> dict[str, float]:
+    """Redis's state and queue depth, and the outbox counts; NaN for what does not answer."""
+    state = redis_state()
+    depth = 0.0 if state == "not used" else float("nan")
+    if state == "up":
         try:
-            depth = float(queue.count)
-        except Exception:
-            depth = float("nan")
+            depth = float(current_app.extensions["rq_queue"].count)
+        except RedisError:
+            state = "down"
+    return {**_outbox_backlogs(), "queue": depth, "degraded": float(state == "down")}
+
+
+def _outbox_backlogs() -> dict[str, float]:
+    """Both counts in one statement, each on its index."""
     undelivered_events = sa.and_(Event.delivered_at.is_(None), Event.next_attempt_at.is_not(None))
-    webhooks = db.session.scalar(sa.select(sa.func.count()).where(undelivered_events))
-    texts = db.session.scalar(
-        sa.select(sa.func.count()).where(SmsMessage.status == MessageStatus.QUEUED)
-    )
+    webhooks = sa.select(sa.func.count()).where(undelivered_events).scalar_subquery()
+    queued = SmsMessage.status == MessageStatus.QUEUED
+    texts = sa.select(sa.func.count()).where(queued).scalar_subquery()
+    try:
+        row = db.session.execute(sa.select(webhooks, texts)).one()
+    except SQLAlchemyError:
+        row = (float("nan"), float("nan"))
     db.session.rollback()
-    return {"queue": depth, "webhooks": float(webhooks), "texts": float(texts)}
+    return {"webhooks": float(row[0]), "texts": float(row[1])}
 
 
 class _Backlogs:
@@ -156,4 +189,9 @@ class _Backlogs:
         )
         yield GaugeMetricFamily(
             "portal_sms_backlog", "Texts queued and not yet sent.", value=self.values["texts"]
+        )
+        yield GaugeMetricFamily(
+            "portal_degraded",
+            "1 while Redis does not answer: the portal works on without it, /readyz says degraded.",
+            value=self.values["degraded"],
         )

@@ -3,14 +3,23 @@
 With nothing set, the portal runs on the embedded default: a SQLite file and a
 secret key in the instance folder, SMS written to a file the `/dev/sms` inbox
 reads, jobs run in-process. `PORTAL_ENV=production` refuses to start unless the
-secret key, the database and Redis are given.
+secret key, the database, Redis and the public address are given.
 """
 
+import ipaddress
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL")
+# Who may read /metrics: the loopback addresses unless METRICS_ALLOW names others.
+METRICS_ALLOW = "127.0.0.0/8,::1"
+# Connect and read time-out of every Redis client: a frozen Redis costs a page this long per
+# call, not redis-py's 5 s default (the portal works on without Redis).
+REDIS_TIMEOUT_SECONDS = 0.5
+# The embedded default's address (`make run`), the texts' link unless PUBLIC_BASE_URL is set.
+DEVELOPMENT_URL = "http://127.0.0.1:5000"
 ENVIRONMENTS = ("development", "production")
 
 
@@ -33,6 +42,7 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
     instance = Path(instance_path)
     secret_key = environ.get("SECRET_KEY") or _instance_secret(instance)
     sms_backend = environ.get("SMS_BACKEND") or ("console" if production else "file")
+    redis_timeouts = _redis_timeouts(environ)
     return {
         "PRODUCTION": production,
         "SECRET_KEY": secret_key,
@@ -48,12 +58,15 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         "RATELIMIT_ENABLED": environ.get("RATELIMIT_ENABLED", "true").lower() != "false",
         # Rate-limit counters live in Redis beside the jobs, else in this process's memory.
         "RATELIMIT_STORAGE_URI": environ.get("REDIS_URL") or "memory://",
+        "RATELIMIT_STORAGE_OPTIONS": redis_timeouts,
+        "REDIS_OPTIONS": redis_timeouts,
+        "METRICS_ALLOW": metrics_allow(environ.get("METRICS_ALLOW") or METRICS_ALLOW),
         "TRUSTED_PROXIES": _count(environ, "TRUSTED_PROXIES"),
         # Ready-made captcha images kept in Redis (0: every image made on demand).
         "CAPTCHA_POOL_SIZE": int(environ.get("CAPTCHA_POOL_SIZE") or 2000),
         # Log lines as JSON objects (with the request id) unless LOG_FORMAT=text.
         "LOG_FORMAT": "text" if environ.get("LOG_FORMAT") == "text" else "json",
-        "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "PUBLIC_BASE_URL": public_base_url(environ.get("PUBLIC_BASE_URL") or DEVELOPMENT_URL),
         # Console sessions end after this long without a request, and after this long in all.
         "ADMIN_IDLE_MINUTES": _positive(environ, "ADMIN_IDLE_MINUTES", 15),
         "ADMIN_SESSION_HOURS": _positive(environ, "ADMIN_SESSION_HOURS", 8),
@@ -71,6 +84,39 @@ def data_keys(value: str | None, secret_key: str) -> tuple[str, ...]:
     if not keys:
         raise SettingsError("DATA_KEY holds no key")
     return keys
+
+
+def public_base_url(value: str) -> str:
+    """The address every text links to: it must be one a phone can open."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(
+            f"PUBLIC_BASE_URL is the portal's public address such as https://beian.example.cn, not {value!r}"
+        )
+    return value.strip().rstrip("/")
+
+
+def metrics_allow(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`METRICS_ALLOW`: comma-separated addresses or networks (`10.0.0.0/8`)."""
+    try:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in value.split(",")
+            if part.strip()
+        )
+    except ValueError as error:
+        raise SettingsError(f"METRICS_ALLOW holds addresses or networks: {error}") from None
+
+
+def _redis_timeouts(environ: Mapping[str, str]) -> dict[str, float]:
+    value = environ.get("REDIS_TIMEOUT_SECONDS") or str(REDIS_TIMEOUT_SECONDS)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 60:
+        raise SettingsError(f"REDIS_TIMEOUT_SECONDS is a number of seconds, not {value!r}")
+    return {"socket_connect_timeout": seconds, "socket_timeout": seconds}
 
 
 def _count(environ: Mapping[str, str], name: str) -> int:

@@ -18,12 +18,25 @@ def run_demo(app) -> str:
 def test_demo_loads_filings_whose_codes_reach_the_inbox(app, client, sent_codes):
     output = run_demo(app)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Filing)) == 3
-    assert set(sent_codes()) == {"13900000001", "13900000002", "13900000003"}
+    assert set(sent_codes()) == {"13900000001", "13900000002", "13900000003", "13900000004"}
     inbox = client.get("/dev/sms").get_data(as_text=True)
     assert all(code in inbox for code in sent_codes().values())
     key = re.search(r"API key: (\S+)", output).group(1)
     listed = client.get("/api/v1/filings/none", headers={"Authorization": f"Bearer {key}"})
     assert listed.status_code == 404, "the printed key is accepted"
+
+
+def test_the_two_tianjin_demo_filings_have_no_phone_in_common(app, client):
+    """Each text in the inbox then belongs to one filing: the phone tells which."""
+    run_demo(app)
+    inbox = client.get("/dev/sms").get_data(as_text=True)
+    phones: dict[str, set[str]] = {"DEMO-TJ-1": set(), "DEMO-TJ-2": set()}
+    for row in inbox.split("<tbody>")[1].split("<tr>")[1:]:
+        cells = re.findall(r"<td>(.*?)</td>", row, re.S)
+        if cells[2] in phones:
+            phones[cells[2]].add(cells[1])
+    assert phones["DEMO-TJ-1"] and phones["DEMO-TJ-2"]
+    assert phones["DEMO-TJ-1"].isdisjoint(phones["DEMO-TJ-2"])
 
 
 def test_demo_runs_again_without_duplicates_and_with_fresh_secrets(app):

@@ -165,6 +165,7 @@ def test_production_adds_strict_transport_security(env, client):
         "PORTAL_ENV": "production",
         "REDIS_URL": REDIS_TEST_URL,
         "CAPTCHA_TEST_ANSWER": "",
+        "PUBLIC_BASE_URL": "https://beian.example.cn",
     }
     hardened = create_app(production).test_client()
     _assert_hardened(hardened.get("/api/v1/openapi.json"), production=True)

@@ -14,6 +14,7 @@ PRODUCTION = {
     "REDIS_URL": REDIS_TEST_URL,
     "CAPTCHA_TEST_ANSWER": "",
     "SMS_BACKEND": "console",
+    "PUBLIC_BASE_URL": "https://beian.example.cn",
 }
 
 
@@ -21,6 +22,7 @@ PRODUCTION = {
 def production_env(env) -> dict[str, str]:
     """The test environment switched to production (its database, Redis, no test captcha)."""
     env.update(PORTAL_ENV="production", REDIS_URL=REDIS_TEST_URL, CAPTCHA_TEST_ANSWER="")
+    env["PUBLIC_BASE_URL"] = "https://beian.example.cn"
     return env
 
 
@@ -43,20 +45,63 @@ def test_embedded_default_keeps_its_generated_secret_key(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
-def test_production_refuses_to_start_without_secret_key_database_and_redis():
-    env = {**PRODUCTION, "SECRET_KEY": "", "DATABASE_URL": "", "REDIS_URL": ""}
+def test_production_refuses_to_start_without_its_required_settings():
+    required = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL")
     with pytest.raises(SettingsError) as refused:
-        create_app(env)
-    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        create_app({**PRODUCTION, **dict.fromkeys(required, "")})
+    for name in required:
         assert name in str(refused.value)
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+@pytest.mark.parametrize("missing", settings.REQUIRED_IN_PRODUCTION)
 def test_production_names_exactly_the_missing_setting(missing):
     with pytest.raises(SettingsError) as refused:
         create_app({**PRODUCTION, missing: ""})
     named = {name for name in settings.REQUIRED_IN_PRODUCTION if name in str(refused.value)}
     assert named == {missing}
+
+
+def test_production_texts_link_to_the_public_base_url():
+    app = create_app({**PRODUCTION, "PUBLIC_BASE_URL": "https://beian.example.cn/"})
+    assert app.config["PUBLIC_BASE_URL"] == "https://beian.example.cn"
+
+
+@pytest.mark.parametrize("given", ["beian.example.cn", "ftp://beian.example.cn", "https://"])
+def test_a_public_base_url_a_phone_cannot_open_is_refused(tmp_path, given):
+    with pytest.raises(SettingsError, match="PUBLIC_BASE_URL"):
+        settings.from_env({"PUBLIC_BASE_URL": given}, str(tmp_path))
+
+
+def test_metrics_allow_defaults_to_loopback(tmp_path):
+    allowed = settings.from_env({}, str(tmp_path))["METRICS_ALLOW"]
+    assert [str(network) for network in allowed] == ["127.0.0.0/8", "::1/128"]
+
+
+def test_a_metrics_allow_that_is_no_address_is_refused(tmp_path):
+    with pytest.raises(SettingsError, match="METRICS_ALLOW"):
+        settings.from_env({"METRICS_ALLOW": "10.0.0.0/8,prometheus"}, str(tmp_path))
+
+
+def test_every_redis_client_gets_the_connect_and_read_time_outs(tmp_path):
+    config = settings.from_env({"REDIS_TIMEOUT_SECONDS": "0.8"}, str(tmp_path))
+    expected = {"socket_connect_timeout": 0.8, "socket_timeout": 0.8}
+    assert config["REDIS_OPTIONS"] == config["RATELIMIT_STORAGE_OPTIONS"] == expected
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "soon", "nan", "600"])
+def test_a_redis_time_out_that_is_no_short_duration_is_refused(tmp_path, given):
+    with pytest.raises(SettingsError, match="REDIS_TIMEOUT_SECONDS"):
+        settings.from_env({"REDIS_TIMEOUT_SECONDS": given}, str(tmp_path))
+
+
+def test_the_apps_redis_clients_carry_the_time_outs(production_env):
+    env = {**production_env, "REDIS_TIMEOUT_SECONDS": "0.7", "RATELIMIT_ENABLED": "true"}
+    app = create_app(env)
+    queue_options = app.extensions["rq_queue"].connection.connection_pool.connection_kwargs
+    limiter_storage = app.extensions["rate_limiter"].storage.storage
+    limiter_options = limiter_storage.connection_pool.connection_kwargs
+    for options in (queue_options, limiter_options):
+        assert options["socket_timeout"] == options["socket_connect_timeout"] == 0.7
 
 
 def test_production_refuses_a_captcha_test_answer():

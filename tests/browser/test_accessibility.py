@@ -94,3 +94,17 @@ def test_province_not_open_page_passes_axe(axe_page, portal):
         db.session.commit()
     assert axe_page.goto("/beijing/verify").status == 404
     assert serious_violations(axe_page, "not open") == []
+
+
+def test_the_home_page_and_the_sms_inbox_pass_axe(axe_page, portal):
+    """What a newcomer opens first: `/` and, once a filing is in, `/dev/sms`."""
+    page = axe_page
+    page.goto("/")
+    found = serious_violations(page, "home")
+    page.get_by_role("link", name="天津").click()
+    page.wait_for_url("**/tianjin/")
+    portal.submit_filing("REF-INBOX")
+    page.goto("/dev/sms")
+    assert page.get_by_role("cell", name="REF-INBOX").count() == 2
+    found += serious_violations(page, "sms inbox")
+    assert found == []

@@ -52,6 +52,7 @@ def stack_env(database_url: str, metrics_dir: Path) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "PORTAL_ENV": "production",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{PORTAL_PORT}",
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "SECRET_KEY": secrets.token_urlsafe(32),
