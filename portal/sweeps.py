@@ -10,6 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from portal import captchas, events, jobs
+from portal.delivery import reroute
 from portal.extensions import db
 from portal.models import (
     Filing,
@@ -114,11 +115,17 @@ def noon_resend(now: datetime) -> list[int]:
 
 
 def run_due(now: datetime) -> dict[str, int]:
-    """Both sweeps and the deletion of expired captchas, then the relay of anything left
-    undelivered; commits."""
+    """Both sweeps, the texts due to go through another gateway and the deletion of expired
+    captchas, then the relay of anything left undelivered; commits."""
     expired = expire(now)
     resent = noon_resend(now)
+    rerouted = reroute.reroute_due(now)
     captchas.delete_expired(now)
     jobs.commit()
     relayed = jobs.relay(now)
-    return {"expired": len(expired), "noon_resent": len(resent), "relayed": relayed}
+    return {
+        "expired": len(expired),
+        "noon_resent": len(resent),
+        "rerouted": len(rerouted),
+        "relayed": relayed,
+    }

@@ -246,3 +246,31 @@ class TencentStandIn(_StandIn):
             "IsoCode": "CN",
         }
         return 200, {"Response": {"SendStatusSet": [status], "RequestId": request_id}}
+
+
+ALIYUN_KEY = ("LTAI5tTestKeyId", "aliyun-test-secret")
+TENCENT_KEY = ("AKIDtestSecretId", "tencent-test-secret-key")
+
+
+def aliyun_settings(stand_in: AliyunStandIn) -> dict[str, str]:
+    """The portal's settings (SPEC §9) for the Aliyun stand-in."""
+    return {
+        "ALIYUN_SMS_ACCESS_KEY_ID": ALIYUN_KEY[0],
+        "ALIYUN_SMS_ACCESS_KEY_SECRET": ALIYUN_KEY[1],
+        "ALIYUN_SMS_SIGN_NAME": "通信管理局",
+        "ALIYUN_SMS_TEMPLATE_CODE": "SMS_123456789",
+        "ALIYUN_SMS_ENDPOINT": stand_in.endpoint,
+        "ALIYUN_SMS_PROTOCOL": "http",
+    }
+
+
+def tencent_settings(stand_in: TencentStandIn) -> dict[str, str]:
+    return {
+        "TENCENT_SMS_SECRET_ID": TENCENT_KEY[0],
+        "TENCENT_SMS_SECRET_KEY": TENCENT_KEY[1],
+        "TENCENT_SMS_SDK_APP_ID": "1400000001",
+        "TENCENT_SMS_SIGN_NAME": "通信管理局",
+        "TENCENT_SMS_TEMPLATE_ID": "1234567",
+        "TENCENT_SMS_ENDPOINT": stand_in.endpoint,
+        "TENCENT_SMS_PROTOCOL": "http",
+    }

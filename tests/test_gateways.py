@@ -14,10 +14,14 @@ from portal.delivery.texts import Text
 from portal.extensions import db
 from portal.models import SmsMessage, Verification
 from portal.protection import sealing
-from tests.cloud_standins import AliyunStandIn, TencentStandIn
+from tests.cloud_standins import (
+    ALIYUN_KEY,
+    TENCENT_KEY,
+    AliyunStandIn,
+    TencentStandIn,
+    aliyun_settings,
+)
 
-ALIYUN_KEY = ("LTAI5tTestKeyId", "aliyun-test-secret")
-TENCENT_KEY = ("AKIDtestSecretId", "tencent-test-secret-key")
 TEXT = Text(
     message_id="sms-42", phone="13900000001", body="…", code="123456", link="tianjin/verify"
 )
@@ -144,15 +148,7 @@ def aliyun_stand_in():
 
 @pytest.fixture
 def on_aliyun(env, aliyun_stand_in):
-    env.update(
-        SMS_BACKEND="aliyun",
-        ALIYUN_SMS_ACCESS_KEY_ID=ALIYUN_KEY[0],
-        ALIYUN_SMS_ACCESS_KEY_SECRET=ALIYUN_KEY[1],
-        ALIYUN_SMS_SIGN_NAME="通信管理局",
-        ALIYUN_SMS_TEMPLATE_CODE="SMS_123456789",
-        ALIYUN_SMS_ENDPOINT=aliyun_stand_in.endpoint,
-        ALIYUN_SMS_PROTOCOL="http",
-    )
+    env.update(SMS_BACKEND="aliyun", **aliyun_settings(aliyun_stand_in))
     return aliyun_stand_in
 
 
