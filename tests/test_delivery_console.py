@@ -31,9 +31,8 @@ def _texts(province: str) -> list[SmsMessage]:
     ).all()
 
 
-@pytest.mark.usefixtures("admins")
+@pytest.mark.usefixtures("on_aliyun", "admins")
 def test_the_dashboard_shows_delivery_per_gateway_for_the_admins_province(
-    on_aliyun,
     client,
     submit_filing,
 ):
@@ -60,9 +59,8 @@ def test_the_dashboard_shows_delivery_per_gateway_for_the_admins_province(
     assert f"/admin/filings/{gansu_text.verification.filing_id}" in page
 
 
-@pytest.mark.usefixtures("admins")
+@pytest.mark.usefixtures("on_aliyun", "admins")
 def test_the_timeline_shows_each_texts_gateway_and_receipt(
-    on_aliyun,
     client,
     submit_filing,
 ):
