@@ -105,14 +105,14 @@ def tc3_signature_is_valid(method, path, headers, body, secret_id, secret_key) -
 class _StandIn:
     """Use as a context manager: the server runs inside the `with` block."""
 
-    def __init__(self, script=(), then: str = "ok", slow_seconds: float = 1.0):
+    def __init__(self, script=(), then: str = "ok", slow_seconds: float = 1.0, port: int = 0):
         self._script = list(script)
         self._then = then
         self.slow_seconds = slow_seconds
         self._lock = threading.Lock()
         self._sent: list[Sent] = []
         self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._server.request_queue_size = 128
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -151,6 +151,9 @@ class _StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle on, the body would wait for
+            # the client's delayed ACK, 40 ms a text (see tests/load/gateway.py).
+            disable_nagle_algorithm = True
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -274,3 +277,21 @@ def tencent_settings(stand_in: TencentStandIn) -> dict[str, str]:
         "TENCENT_SMS_ENDPOINT": stand_in.endpoint,
         "TENCENT_SMS_PROTOCOL": "http",
     }
+
+
+def main() -> None:
+    """`python -m tests.cloud_standins aliyun|tencent PORT`: a stand-in in a process of its own
+    (the benchmark's), holding the test keys."""
+    import sys
+
+    gateway, port = sys.argv[1], int(sys.argv[2])
+    stand_in = (
+        AliyunStandIn(*ALIYUN_KEY, port=port)
+        if gateway == "aliyun"
+        else TencentStandIn(*TENCENT_KEY, port=port)
+    )
+    stand_in._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
