@@ -17,6 +17,7 @@ from portal.admin import bp
 from portal.admin.forms import FilingSearchForm, ReasonForm
 from portal.api.description import describe
 from portal.clock import SHANGHAI, shanghai_date, utcnow
+from portal.delivery.gateways import RECEIPT_FORMATS
 from portal.extensions import db
 from portal.messages import CONSOLE
 from portal.models import (
@@ -78,11 +79,12 @@ def dashboard():
 
 
 def _delivery_by_gateway(since: datetime) -> dict[str, dict[str, int]]:
-    """Per gateway, the texts it took since then: how many, and what their receipts said."""
+    """Per gateway that sends receipts, the texts it took since then: how many, and what
+    their receipts said."""
     rows = db.session.execute(
         sa.select(SmsMessage.gateway, SmsMessage.delivery, sa.func.count())
         .join(Verification)
-        .where(SmsMessage.sent_at >= since, SmsMessage.gateway.is_not(None))
+        .where(SmsMessage.sent_at >= since, SmsMessage.gateway.in_(RECEIPT_FORMATS))
         .group_by(SmsMessage.gateway, SmsMessage.delivery)
     )
     rates: dict[str, dict[str, int]] = {}
@@ -100,6 +102,7 @@ def _sent_without_receipt(now: datetime) -> list[tuple[SmsMessage, Verification]
         sa.select(SmsMessage, Verification)
         .join(Verification)
         .where(
+            SmsMessage.gateway.in_(RECEIPT_FORMATS),
             SmsMessage.status == MessageStatus.SENT,
             SmsMessage.delivery.is_(None),
             SmsMessage.sent_at >= now - timedelta(days=1),
