@@ -115,6 +115,8 @@ class _StandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._server.request_queue_size = 128
+        # A client that timed out hangs up before a slow answer: nothing to report.
+        self._server.handle_error = lambda request, client_address: None
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -102,15 +102,26 @@ def test_an_error_answer_or_a_5xx_is_a_refusal(name, behaviour):
     assert [sent.signature_valid for sent in stand_in.sent] == [True]
 
 
+class Closed:
+    endpoint = "127.0.0.1:1"
+
+
 @pytest.mark.parametrize("name", GATEWAYS)
 def test_no_connection_is_a_refusal(name):
     _, make_gateway = GATEWAYS[name]
-
-    class Closed:
-        endpoint = "127.0.0.1:1"
-
     with pytest.raises(Refused):
         make_gateway(Closed()).send(TEXT)
+
+
+@pytest.mark.parametrize("name", GATEWAYS)
+def test_a_failure_never_quotes_the_phone_or_the_code(name):
+    """The error is stored with the text and logged, and the SDKs' messages quote the URL."""
+    make_stand_in, make_gateway = GATEWAYS[name]
+    with make_stand_in(then="slow", slow_seconds=1.0) as stand_in:
+        for gateway in (make_gateway(Closed()), make_gateway(stand_in, timeout=0.3)):
+            with pytest.raises((Refused, TimedOut)) as raised:
+                gateway.send(TEXT)
+            assert TEXT.phone not in str(raised.value) and TEXT.code not in str(raised.value)
 
 
 @pytest.mark.parametrize("name", GATEWAYS)

@@ -7,6 +7,7 @@ it may go to another gateway at once. `TimedOut`: the request went out and no an
 came; the gateway may have taken the text, so it must not go elsewhere straight away.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,11 +47,17 @@ class Gateway(Protocol):
     def send(self, text: Text) -> Accepted: ...
 
 
+# An HTTP client's message may quote the request's URL, whose query holds the phone and the
+# code (Aliyun's SendSms is all query): the message is kept without it.
+_QUERY = re.compile(r"\?\S*")
+
+
 def failure(gateway: str, error: BaseException) -> Refused | TimedOut:
     """What an SDK's or client's exception means: sent and unanswered, or not taken."""
+    described = _QUERY.sub("?…", f"{type(error).__name__}: {error}")
     if _read_timed_out(error):
-        return TimedOut(gateway, str(error)[:200])
-    return Refused(f"{gateway}: {type(error).__name__}: {error}"[:500])
+        return TimedOut(gateway, described[:200])
+    return Refused(f"{gateway}: {described}"[:500])
 
 
 def _read_timed_out(error: BaseException | None) -> bool:
