@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from portal import sweeps
 from portal.clock import utcnow
@@ -36,6 +37,7 @@ def text(n: int) -> Text:
 
 
 def test_a_refusal_goes_to_the_next_gateway_at_once():
+    counted = {outcome: _sends(gateway, outcome) for gateway, outcome in COUNTED}
     with (
         AliyunStandIn(*ALIYUN_KEY, then="refuse") as first,
         TencentStandIn(*TENCENT_KEY) as second,
@@ -44,6 +46,15 @@ def test_a_refusal_goes_to_the_next_gateway_at_once():
 
     assert accepted == Accepted("tencent", second.sent[0].gateway_id)
     assert [s.behaviour for s in first.sent] == ["refuse"]
+    assert {o: _sends(g, o) - counted[o] for g, o in COUNTED} == {"refused": 1, "accepted": 1}
+
+
+COUNTED = [("aliyun", "refused"), ("tencent", "accepted")]
+
+
+def _sends(gateway: str, outcome: str) -> float:
+    labels = {"gateway": gateway, "outcome": outcome}
+    return REGISTRY.get_sample_value("portal_sms_gateway_sends_total", labels) or 0
 
 
 def test_a_timeout_is_not_sent_through_the_next_gateway():
