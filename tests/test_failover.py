@@ -224,3 +224,37 @@ def _aliyun_report(biz_id: str, out_id: str, success: bool) -> dict:
         "biz_id": biz_id,
         "out_id": out_id,
     }
+
+
+def test_an_undelivered_receipt_resends_nothing_once_the_code_is_no_longer_pending(
+    on_both, client, submit_filing
+):
+    first, second = on_both
+    submit_filing()
+    original = _messages()[0]
+    original.verification.status = "verified"
+    db.session.commit()
+    report = _aliyun_report(original.gateway_message_id, f"sms-{original.id}", success=False)
+
+    assert client.post(f"/sms/receipts/aliyun/{TOKEN}", json=[report]).status_code == 200
+
+    assert second.sent == []
+    assert [m.delivery for m in _messages()] == ["undelivered", None]
+
+
+@pytest.fixture
+def on_aliyun_only(env, stand_ins):
+    env.update(SMS_BACKEND="aliyun", SMS_RECEIPT_TOKEN=TOKEN, **aliyun_settings(stand_ins[0]))
+    return stand_ins[0]
+
+
+def test_with_one_gateway_an_undelivered_text_goes_nowhere_else(
+    on_aliyun_only, client, submit_filing
+):
+    submit_filing()
+    original = _messages()[0]
+    report = _aliyun_report(original.gateway_message_id, f"sms-{original.id}", success=False)
+
+    assert client.post(f"/sms/receipts/aliyun/{TOKEN}", json=[report]).status_code == 200
+
+    assert len(on_aliyun_only.sent) == 2 and len(_messages()) == 2
