@@ -14,10 +14,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import admin, cli, devsms, jobs, monitoring, settings
 from portal.api import routes as api_routes
+from portal.delivery import gateway_from_config, receipts
 from portal.extensions import csrf, db, migrate
 from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
 from portal.protection import headers, limits, redacted_logs
-from portal.sms import backend_from_config
 from provinces import home, pages, rollout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,10 +44,14 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
-    app.extensions["sms"] = backend_from_config(app.config)
-    if app.config["REDIS_URL"]:
-        redis = Redis.from_url(app.config["REDIS_URL"], **app.config["REDIS_OPTIONS"])
+    redis = (
+        Redis.from_url(app.config["REDIS_URL"], **app.config["REDIS_OPTIONS"])
+        if app.config["REDIS_URL"]
+        else None
+    )
+    if redis is not None:
         app.extensions["rq_queue"] = Queue(jobs.QUEUE_NAME, connection=redis)
+    app.extensions["sms"] = gateway_from_config(app.config, redis)
 
     admin.login_manager.init_app(app)
     app.register_blueprint(admin.bp)
@@ -55,6 +59,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_routes.reference)
     csrf.exempt(api_routes.bp)
     app.register_blueprint(home.bp)
+    app.register_blueprint(receipts.bp)
+    csrf.exempt(receipts.bp)
     for row in rollout.rows():
         app.register_blueprint(
             pages.bp,

@@ -24,6 +24,9 @@ _SQLITE_ISO = """strftime('%Y-%m-%dT%H:%M:%S', substr({0}, 1, 19), '+8 hours')
     || CASE WHEN substr({0}, 21, 6) IN ('', '000000') THEN '' ELSE substr({0}, 20, 7) END
     || '+08:00'"""
 _MASKED_PHONE = "substr(v.phone, 1, 3) || '****' || substr(v.phone, length(v.phone) - 3)"
+# The state of the latest text to the phone (`portal.api.description.latest_deliveries`).
+_DELIVERY = """(SELECT coalesce(m.delivery, m.status) FROM sms_messages m
+    WHERE m.verification_id = v.id ORDER BY m.id DESC LIMIT 1)"""
 
 _INSERT = """
 INSERT INTO events (id, filing_id, provider_id, type, occurred_at, next_attempt_at, attempts, payload)
@@ -43,7 +46,7 @@ _STATEMENTS = {
         created_at=_POSTGRESQL_ISO.format("f.created_at"),
         deadline=_POSTGRESQL_ISO.format("f.deadline"),
         verifications=f"""SELECT coalesce(json_agg(json_build_object('phone', {_MASKED_PHONE},
-            'roles', v.roles, 'status', v.status) ORDER BY v.id), '[]'::json)
+            'roles', v.roles, 'status', v.status, 'delivery', {_DELIVERY}) ORDER BY v.id), '[]'::json)
             FROM verifications v WHERE v.filing_id = f.id""",
     ),
     "sqlite": _INSERT.format(
@@ -53,7 +56,7 @@ _STATEMENTS = {
         deadline=_SQLITE_ISO.format("f.deadline"),
         # SQLite aggregates rows in the order its subquery gives them.
         verifications=f"""SELECT json_group_array(json_object('phone', {_MASKED_PHONE},
-            'roles', json(v.roles), 'status', v.status))
+            'roles', json(v.roles), 'status', v.status, 'delivery', {_DELIVERY}))
             FROM (SELECT * FROM verifications WHERE filing_id = f.id ORDER BY id) v""",
     ),
 }

@@ -22,10 +22,11 @@ from sqlalchemy.orm import joinedload
 
 from portal import monitoring, webhooks
 from portal.clock import utcnow
+from portal.delivery import reroute
+from portal.delivery.gateways import Accepted, TimedOut
+from portal.delivery.texts import text_for
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
-from portal.protection import sealing
-from portal.sms import code_text
 
 log = logging.getLogger(__name__)
 
@@ -196,21 +197,27 @@ def _send_texts(message_ids: list[int]) -> list[SmsMessage]:
 
     The claim is one `UPDATE … WHERE status = 'queued' RETURNING`: it takes every text still to
     send, so a text already sent (a duplicate job, a relay) is never sent again. The first text
-    sent for a filing starts its clock.
+    sent for a filing starts its clock. A text whose gateway did not answer in time counts as
+    sent (it may have arrived): `reroute` decides whether it goes elsewhere.
     """
     claimed = _claim_texts(message_ids, utcnow())
     if not claimed:
         return []
     provinces = {p.slug: p for p in db.session.scalars(sa.select(Province))}
     outcomes = _send_all(claimed, provinces)
-    _mark_sent([message for message, error in outcomes if error is None], utcnow(), provinces)
+    sent = [(message, outcome) for message, outcome in outcomes if _handed_over(outcome)]
+    _mark_sent(sent, utcnow(), provinces)
     retries = [
         message
-        for message, error in outcomes
-        if error is not None and _fail(message, error, utcnow())
+        for message, outcome in outcomes
+        if not _handed_over(outcome) and _fail(message, outcome, utcnow())
     ]
     db.session.commit()
     return retries
+
+
+def _handed_over(outcome: Accepted | Exception) -> bool:
+    return isinstance(outcome, Accepted | TimedOut)
 
 
 def _claim_texts(message_ids: list[int], now: datetime) -> list[SmsMessage]:
@@ -238,23 +245,20 @@ def _claim_texts(message_ids: list[int], now: datetime) -> list[SmsMessage]:
 
 def _send_all(
     messages: list[SmsMessage], provinces: dict[str, Province]
-) -> list[tuple[SmsMessage, Exception | None]]:
+) -> list[tuple[SmsMessage, Accepted | Exception]]:
     """Each text's outcome; the texts are written here, the sending runs on threads."""
     base_url = current_app.config["PUBLIC_BASE_URL"]
-    backend = current_app.extensions["sms"]
-    texts = []
-    for message in messages:
-        verification = message.verification
-        province = provinces[verification.province_slug]
-        code = sealing.unseal(verification.code_sealed)
-        texts.append((verification.phone, code_text(province, code, base_url), f"sms-{message.id}"))
+    gateway = current_app.extensions["sms"]
+    texts = [
+        text_for(message, provinces[message.verification.province_slug], base_url)
+        for message in messages
+    ]
 
-    def send(text: tuple[str, str, str]) -> Exception | None:
+    def send(text) -> Accepted | Exception:
         try:
-            backend.send(*text)
+            return gateway.send(text)
         except Exception as error:
             return error
-        return None
 
     outcomes = map(send, texts) if len(texts) == 1 else _senders().map(send, texts)
     return list(zip(messages, outcomes, strict=True))
@@ -267,18 +271,39 @@ def _senders() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="sms-send")
 
 
-def _mark_sent(sent: list[SmsMessage], sent_at: datetime, provinces: dict[str, Province]) -> None:
+def _mark_sent(
+    sent: list[tuple[SmsMessage, Accepted | TimedOut]],
+    sent_at: datetime,
+    provinces: dict[str, Province],
+) -> None:
+    """Sent, by which gateway and with its id (none after a timeout): one statement."""
     if not sent:
         return
+    table = SmsMessage.__table__
     db.session.execute(
-        sa.update(SmsMessage)
-        .where(SmsMessage.id.in_([message.id for message in sent]))
-        .values(status=MessageStatus.SENT, sent_at=sent_at, next_attempt_at=None)
-        .execution_options(synchronize_session=False)
+        table.update()
+        .where(table.c.id == sa.bindparam("message_id"))
+        .values(
+            status=MessageStatus.SENT,
+            sent_at=sent_at,
+            next_attempt_at=None,
+            gateway=sa.bindparam("sent_via"),
+            gateway_message_id=sa.bindparam("sent_as"),
+            reroute_at=sa.bindparam("unconfirmed_until", type_=table.c.reroute_at.type),
+        ),
+        [
+            {
+                "message_id": message.id,
+                "sent_via": outcome.gateway,
+                "sent_as": outcome.gateway_id if isinstance(outcome, Accepted) else None,
+                "unconfirmed_until": reroute.unless_confirmed_by(outcome, sent_at),
+            }
+            for message, outcome in sent
+        ],
     )
     monitoring.SMS_SENT.inc(len(sent))
     by_validity: dict[int, list[str]] = {}
-    for message in sent:
+    for message, _outcome in sent:
         verification = message.verification
         hours = provinces[verification.province_slug].code_validity_hours
         by_validity.setdefault(hours, []).append(verification.filing_id)

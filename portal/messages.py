@@ -95,6 +95,13 @@ LABELS = {
     "cancel_filing": "注销备案",
     "cancel_website": "注销网站",
     "cancel_access": "取消接入",
+    "delivered": "已送达",
+    "undelivered": "未送达",
+    "console": "控制台",
+    "file": "文件",
+    "http": "HTTP 网关",
+    "aliyun": "阿里云",
+    "tencent": "腾讯云",
 }
 
 ROLE_LABELS = {"entity": "主体负责人", "website": "网站负责人"}

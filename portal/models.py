@@ -71,6 +71,13 @@ class MessageStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class Delivery(enum.StrEnum):
+    """What a gateway's receipt said about a text."""
+
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -193,6 +200,8 @@ class SmsMessage(db.Model):
     __table_args__ = (
         sa.Index("ix_sms_messages_status_created", "status", "created_at"),
         sa.Index("ix_sms_messages_status_next_attempt", "status", "next_attempt_at"),
+        sa.Index("ix_sms_messages_gateway_message", "gateway", "gateway_message_id"),
+        sa.Index("ix_sms_messages_sent_at", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -205,8 +214,21 @@ class SmsMessage(db.Model):
     # When the relay may queue it again, if no queued job has delivered it by then.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The gateway that took the text and its id there (BizId, SerialNo). A text sent whose id
+    # is unknown timed out: the gateway may or may not have taken it.
+    gateway: Mapped[str | None] = mapped_column(sa.String(16))
+    gateway_message_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # The gateway's receipt: delivered or undelivered, the carrier's status code, its time.
+    delivery: Mapped[str | None] = mapped_column(sa.String(16))
+    receipt_code: Mapped[str | None] = mapped_column(sa.String(64))
+    receipt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the text goes once through the next gateway, unless a receipt says it arrived.
+    reroute_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The text this one sends again through another gateway.
+    rerouted_from: Mapped[int | None] = mapped_column(sa.ForeignKey("sms_messages.id"))
 
     verification: Mapped[Verification] = relationship()
+    original: Mapped["SmsMessage | None"] = relationship(remote_side=[id])
 
 
 class Event(db.Model):

@@ -45,6 +45,16 @@ VERIFY_OUTCOMES = Counter(
 SMS_SENT = Counter("portal_sms_sent", "Texts the gateway accepted.")
 SMS_FAILED = Counter("portal_sms_failed", "Texts given up on after their last attempt.")
 SMS_RETRIED = Counter("portal_sms_retried", "Failed attempts at a text that will be retried.")
+SMS_GATEWAY_SENDS = Counter(
+    "portal_sms_gateway_sends",
+    "Texts handed to each gateway, by outcome: accepted, refused, timed_out, skipped.",
+    ["gateway", "outcome"],
+)
+SMS_RECEIPTS = Counter(
+    "portal_sms_receipts",
+    "Delivery receipts taken, by gateway and outcome: delivered, undelivered, repeated, unknown.",
+    ["gateway", "outcome"],
+)
 
 _UNTIMED = {"operations.metrics", "operations.healthz", "operations.readyz"}
 # How long a process reuses the backlog gauges it read (`backlog_values`).

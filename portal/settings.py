@@ -21,6 +21,23 @@ REDIS_TIMEOUT_SECONDS = 0.5
 # The embedded default's address (`make run`), the texts' link unless PUBLIC_BASE_URL is set.
 DEVELOPMENT_URL = "http://127.0.0.1:5000"
 ENVIRONMENTS = ("development", "production")
+# The cloud gateways' settings (SPEC §9), read as given; the gateway checks what it needs.
+GATEWAY_SETTINGS = (
+    "ALIYUN_SMS_ACCESS_KEY_ID",
+    "ALIYUN_SMS_ACCESS_KEY_SECRET",
+    "ALIYUN_SMS_SIGN_NAME",
+    "ALIYUN_SMS_TEMPLATE_CODE",
+    "ALIYUN_SMS_ENDPOINT",
+    "ALIYUN_SMS_PROTOCOL",
+    "TENCENT_SMS_SECRET_ID",
+    "TENCENT_SMS_SECRET_KEY",
+    "TENCENT_SMS_SDK_APP_ID",
+    "TENCENT_SMS_SIGN_NAME",
+    "TENCENT_SMS_TEMPLATE_ID",
+    "TENCENT_SMS_REGION",
+    "TENCENT_SMS_ENDPOINT",
+    "TENCENT_SMS_PROTOCOL",
+)
 
 
 class SettingsError(RuntimeError):
@@ -54,6 +71,10 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         "SMS_BACKEND": sms_backend,
         "SMS_FILE_PATH": environ.get("SMS_FILE_PATH") or str(instance / "sms.jsonl"),
         "SMS_HTTP_URL": environ.get("SMS_HTTP_URL"),
+        **{name: environ.get(name) for name in GATEWAY_SETTINGS},
+        # Receipts are taken at /sms/receipts/<gateway>/<token>; unset, every one answers 404.
+        "SMS_RECEIPT_TOKEN": environ.get("SMS_RECEIPT_TOKEN") or None,
+        "SMS_RECEIPT_WAIT_SECONDS": _count(environ, "SMS_RECEIPT_WAIT_SECONDS") or 120,
         "CAPTCHA_TEST_ANSWER": environ.get("CAPTCHA_TEST_ANSWER") or None,
         "RATELIMIT_ENABLED": environ.get("RATELIMIT_ENABLED", "true").lower() != "false",
         # Rate-limit counters live in Redis beside the jobs, else in this process's memory.

@@ -10,6 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from portal import captchas, events, jobs, signin_throttle
+from portal.delivery import reroute
 from portal.extensions import db
 from portal.models import (
     Filing,
@@ -114,12 +115,19 @@ def noon_resend(now: datetime) -> list[int]:
 
 
 def run_due(now: datetime) -> dict[str, int]:
-    """Both sweeps, the deletion of expired captchas and of sign-in throttles gone quiet, then
-    the relay of anything left undelivered; commits."""
+    """Both sweeps, the texts due to go through another gateway, the deletion of expired
+    captchas and of sign-in throttles gone quiet, then the relay of anything left undelivered;
+    commits."""
     expired = expire(now)
     resent = noon_resend(now)
+    rerouted = reroute.reroute_due(now)
     captchas.delete_expired(now)
     signin_throttle.prune(now)
     jobs.commit()
     relayed = jobs.relay(now)
-    return {"expired": len(expired), "noon_resent": len(resent), "relayed": relayed}
+    return {
+        "expired": len(expired),
+        "noon_resent": len(resent),
+        "rerouted": len(rerouted),
+        "relayed": relayed,
+    }

@@ -697,8 +697,13 @@ def test_get_returns_the_filing_with_masked_phones_and_a_shanghai_deadline(
     )
     assert (filing["status"], filing["return_reason"]) == ("pending_verification", None)
     assert filing["verifications"] == [
-        {"phone": "139****0001", "roles": ["entity"], "status": "pending"},
-        {"phone": "139****0002", "roles": ["website:a.example.cn"], "status": "pending"},
+        {"phone": "139****0001", "roles": ["entity"], "status": "pending", "delivery": "sent"},
+        {
+            "phone": "139****0002",
+            "roles": ["website:a.example.cn"],
+            "status": "pending",
+            "delivery": "sent",
+        },
     ]
     assert "13900000001" not in response.get_data(as_text=True)
 

@@ -100,7 +100,7 @@ def test_a_mass_expiry_posts_its_events_from_batch_jobs_and_retries_a_failure_al
 
 
 class _Failing:
-    def send(self, to: str, text: str, message_id: str) -> None:
+    def send(self, text) -> None:
         raise ConnectionError("gateway down")
 
 

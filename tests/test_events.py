@@ -10,7 +10,15 @@ from portal import events
 from portal.api.description import describe
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Event, Filing, Province, Verification, VerificationStatus
+from portal.models import (
+    Delivery,
+    Event,
+    Filing,
+    Province,
+    SmsMessage,
+    Verification,
+    VerificationStatus,
+)
 from tests.factories import ID_A, ID_B, ID_C, new_filing_body, principal
 
 
@@ -86,3 +94,20 @@ def test_each_filing_gets_one_event_with_an_id_of_its_own(submit_filing):
     assert all(len(event_id) == 32 and int(event_id, 16) >= 0 for event_id in event_ids)
     rows = db.session.execute(sa.select(Event.filing_id, Event.type, Event.attempts)).all()
     assert sorted(rows) == sorted((f, "filing.status_changed", 0) for f in filing_ids)
+
+
+def test_each_verifications_delivery_is_its_latest_texts(submit_filing):
+    """The payload and the API agree on `delivery`: the latest text's receipt, else its status."""
+    filing_id = submit_filing()["id"]
+    first, second = db.session.scalars(sa.select(SmsMessage).order_by(SmsMessage.id)).all()
+    first.delivery = Delivery.UNDELIVERED
+    second.delivery = Delivery.DELIVERED
+    db.session.add(
+        SmsMessage(verification_id=first.verification_id, kind="resend", created_at=utcnow())
+    )
+    db.session.commit()
+
+    from_sql, described = payload_of(filing_id)
+
+    assert from_sql == described
+    assert [v["delivery"] for v in from_sql["verifications"]] == ["queued", "delivered"]

@@ -6,12 +6,12 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from portal.delivery.gateways.http import HttpGateway
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Verification
 from portal.protection import sealing
 from portal.protection.redacted_logs import redact
-from portal.sms import HttpBackend
 from tests.factories import CAPTCHA, ID_A, ID_B, form_fields, new_filing_body
 
 PHONE_A, ID_A_LAST6 = "13900000001", "011239"
@@ -81,7 +81,9 @@ def test_a_whole_journey_logs_no_secret(journey_env, app, client, provider, capl
     assert (
         client.post("/api/v1/filings", json=new_filing_body(), headers=headers).status_code == 201
     )
-    console_lines = [r.getMessage() for r in caplog.records if r.name == "portal.sms"]
+    console_lines = [
+        r.getMessage() for r in caplog.records if r.name == "portal.delivery.gateways.console"
+    ]
     assert len(console_lines) == 2
     assert any("139****0001" in line for line in console_lines)
     assert all("核验码为******" in line for line in console_lines)
@@ -94,7 +96,7 @@ def test_a_whole_journey_logs_no_secret(journey_env, app, client, provider, capl
     response = client.post("/tianjin/verify", data={**fields, "captcha": CAPTCHA, **values})
     assert Outcome.VERIFIED_OTHERS_PENDING.message in response.get_data(as_text=True)
 
-    app.extensions["sms"] = HttpBackend(CLOSED_PORT_GATEWAY, timeout=1)
+    app.extensions["sms"] = HttpGateway(CLOSED_PORT_GATEWAY, timeout=1)
     fields = form_fields(client.get("/tianjin/resend").get_data(as_text=True))
     values = {"phone": PHONE_B, "id_last6": ID_B_LAST6}
     response = client.post("/tianjin/resend", data={**fields, "captcha": CAPTCHA, **values})

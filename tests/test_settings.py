@@ -34,6 +34,25 @@ def test_embedded_default_needs_no_settings(tmp_path):
     assert config["SMS_BACKEND"] == "file"
     assert config["SMS_FILE_PATH"] == str(tmp_path / "sms.jsonl")
     assert config["RATELIMIT_ENABLED"] is True
+    assert config["SMS_RECEIPT_TOKEN"] is None
+    assert config["SMS_RECEIPT_WAIT_SECONDS"] == 120
+
+
+def test_the_cloud_gateways_and_receipts_are_set_from_the_environment(tmp_path):
+    environ = {
+        "SMS_BACKEND": "aliyun,tencent",
+        "ALIYUN_SMS_SIGN_NAME": "通信管理局",
+        "TENCENT_SMS_REGION": "ap-beijing",
+        "SMS_RECEIPT_TOKEN": "t0ken",
+        "SMS_RECEIPT_WAIT_SECONDS": "300",
+    }
+    config = settings.from_env(environ, str(tmp_path))
+    assert {name: config[name] for name in environ} == {
+        **environ,
+        "SMS_RECEIPT_WAIT_SECONDS": 300,
+    }
+    with pytest.raises(settings.SettingsError, match="SMS_RECEIPT_WAIT_SECONDS"):
+        settings.from_env({"SMS_RECEIPT_WAIT_SECONDS": "2m"}, str(tmp_path))
 
 
 def test_embedded_default_keeps_its_generated_secret_key(tmp_path):

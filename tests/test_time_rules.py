@@ -166,7 +166,7 @@ def test_expiry_sweep_is_idempotent(submitted_at):
 
 def test_a_filing_whose_code_was_never_sent_does_not_expire(submitted_at, monkeypatch, app):
     class Down:
-        def send(self, to, text, message_id):
+        def send(self, text):
             raise ConnectionError("gateway down")
 
     monkeypatch.setitem(app.extensions, "sms", Down())

@@ -17,6 +17,7 @@ from portal.admin import bp
 from portal.admin.forms import FilingSearchForm, ReasonForm
 from portal.api.description import describe
 from portal.clock import SHANGHAI, shanghai_date, utcnow
+from portal.delivery.gateways import RECEIPT_FORMATS
 from portal.extensions import db
 from portal.messages import CONSOLE
 from portal.models import (
@@ -36,6 +37,8 @@ from portal.resend import resend_verification
 PAGE_SIZE = 25
 CSV_LIMIT = 50_000
 CLOSE_TO_DEADLINE = timedelta(hours=2)
+# A text sent this long ago without a receipt is shown on the dashboard.
+RECEIPT_OVERDUE = timedelta(minutes=10)
 
 
 @bp.get("/")
@@ -67,7 +70,47 @@ def dashboard():
             .order_by(SmsMessage.created_at.desc())
             .limit(50)
         ).all(),
+        delivery_rates={
+            "hour": _delivery_by_gateway(now - timedelta(hours=1)),
+            "day": _delivery_by_gateway(now - timedelta(days=1)),
+        },
+        without_receipt=_sent_without_receipt(now),
     )
+
+
+def _delivery_by_gateway(since: datetime) -> dict[str, dict[str, int]]:
+    """Per gateway that sends receipts, the texts it took since then: how many, and what
+    their receipts said."""
+    rows = db.session.execute(
+        sa.select(SmsMessage.gateway, SmsMessage.delivery, sa.func.count())
+        .join(Verification)
+        .where(SmsMessage.sent_at >= since, SmsMessage.gateway.in_(RECEIPT_FORMATS))
+        .group_by(SmsMessage.gateway, SmsMessage.delivery)
+    )
+    rates: dict[str, dict[str, int]] = {}
+    for gateway, delivery, count in rows:
+        counts = rates.setdefault(gateway, {"sent": 0, "delivered": 0, "undelivered": 0})
+        counts["sent"] += count
+        if delivery:
+            counts[delivery] += count
+    return rates
+
+
+def _sent_without_receipt(now: datetime) -> list[tuple[SmsMessage, Verification]]:
+    """Texts of the last day sent more than `RECEIPT_OVERDUE` ago whose receipt never came."""
+    return db.session.execute(
+        sa.select(SmsMessage, Verification)
+        .join(Verification)
+        .where(
+            SmsMessage.gateway.in_(RECEIPT_FORMATS),
+            SmsMessage.status == MessageStatus.SENT,
+            SmsMessage.delivery.is_(None),
+            SmsMessage.sent_at >= now - timedelta(days=1),
+            SmsMessage.sent_at <= now - RECEIPT_OVERDUE,
+        )
+        .order_by(SmsMessage.sent_at.desc())
+        .limit(50)
+    ).all()
 
 
 def _count_by(column, *conditions) -> dict[str, int]:

@@ -2,13 +2,17 @@
 webhook payloads (portal/events.py builds the same document in SQL; tests/test_events.py
 holds the two equal)."""
 
+import sqlalchemy as sa
+
 from portal.api.schemas import EventOut, FilingOut, VerificationOut, WebhookAttemptOut
 from portal.clock import iso_shanghai
-from portal.models import Event, Filing
+from portal.extensions import db
+from portal.models import Event, Filing, SmsMessage
 from portal.protection.personal_data import mask_phone
 
 
 def describe(filing: Filing) -> FilingOut:
+    delivery = latest_deliveries([v.id for v in filing.verifications])
     return FilingOut(
         id=filing.id,
         reference=filing.reference,
@@ -19,10 +23,33 @@ def describe(filing: Filing) -> FilingOut:
         created_at=iso_shanghai(filing.created_at),
         deadline=iso_shanghai(filing.deadline),
         verifications=[
-            VerificationOut(phone=mask_phone(v.phone), roles=v.roles, status=v.status)
+            VerificationOut(
+                phone=mask_phone(v.phone),
+                roles=v.roles,
+                status=v.status,
+                delivery=delivery.get(v.id),
+            )
             for v in filing.verifications
         ],
     )
+
+
+def latest_deliveries(verification_ids: list[int]) -> dict[int, str]:
+    """The state of the latest text to each verification's phone: its receipt's word
+    (delivered, undelivered), else its status (queued, sent, failed)."""
+    if not verification_ids:
+        return {}
+    latest = (
+        sa.select(sa.func.max(SmsMessage.id))
+        .where(SmsMessage.verification_id.in_(verification_ids))
+        .group_by(SmsMessage.verification_id)
+    )
+    rows = db.session.execute(
+        sa.select(
+            SmsMessage.verification_id, sa.func.coalesce(SmsMessage.delivery, SmsMessage.status)
+        ).where(SmsMessage.id.in_(latest))
+    )
+    return dict(rows.all())
 
 
 def describe_event(event: Event) -> EventOut:

@@ -96,6 +96,10 @@ class VerificationOut(BaseModel):
     phone: str = Field(description="Masked, e.g. 139****0000")
     roles: list[str]
     status: VerificationStatus
+    delivery: Literal["queued", "sent", "delivered", "undelivered", "failed"] | None = Field(
+        description="The latest text to this phone: queued, sent (a gateway accepted it), "
+        "delivered or undelivered (the gateway's receipt said so), failed (no gateway took it)"
+    )
 
 
 class FilingOut(BaseModel):
