@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from sqlalchemy.orm import joinedload
 
-from portal import monitoring, webhooks
+from portal import monitoring, personal_links, webhooks
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
@@ -247,7 +247,8 @@ def _send_all(
         verification = message.verification
         province = provinces[verification.province_slug]
         code = sealing.unseal(verification.code_sealed)
-        texts.append((verification.phone, code_text(province, code, base_url), f"sms-{message.id}"))
+        link = f"{base_url}/{personal_links.path(verification, code)}"
+        texts.append((verification.phone, code_text(province, code, link), f"sms-{message.id}"))
 
     def send(text: tuple[str, str, str]) -> Exception | None:
         try:

@@ -81,10 +81,8 @@ def backend_from_config(config: dict) -> SmsBackend:
     raise ValueError(f"unknown SMS_BACKEND {name!r}: console, file or http")
 
 
-def code_text(province: Province, code: str, base_url: str) -> str:
+def code_text(province: Province, code: str, link: str) -> str:
+    """The text of a code, with the person's link (`portal.personal_links`)."""
     return SMS_TEXT.format(
-        authority=province.authority,
-        code=code,
-        hours=province.code_validity_hours,
-        url=f"{base_url}/{province.slug}/verify",
+        authority=province.authority, code=code, hours=province.code_validity_hours, link=link
     )

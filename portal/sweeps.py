@@ -20,6 +20,7 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
+from portal.protection import limits
 
 # Filings returned per statement: bounded memory and parameter lists (PostgreSQL takes at most
 # 65,535 parameters a statement) however many fall due at once.
@@ -114,11 +115,12 @@ def noon_resend(now: datetime) -> list[int]:
 
 
 def run_due(now: datetime) -> dict[str, int]:
-    """Both sweeps and the deletion of expired captchas, then the relay of anything left
-    undelivered; commits."""
+    """Both sweeps and the deletion of expired captchas and finished per-phone counts, then
+    the relay of anything left undelivered; commits."""
     expired = expire(now)
     resent = noon_resend(now)
     captchas.delete_expired(now)
+    limits.delete_finished_windows(now)
     jobs.commit()
     relayed = jobs.relay(now)
     return {"expired": len(expired), "noon_resent": len(resent), "relayed": relayed}
