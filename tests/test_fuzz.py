@@ -1,6 +1,6 @@
 """Fuzzing (issue 5): whatever is sent to the verify and resend forms, a personal link or the
-API, the answer
-is a clear 4xx (or the plain "nothing found"), never a 500, and a refusal changes nothing.
+API, the answer is a clear 4xx (or the plain "nothing found"), never a 500, and a refusal
+changes nothing.
 
 Hypothesis drives the forms and the API with arbitrary and near-valid input; schemathesis
 drives the API from its own OpenAPI document. Example counts are kept small so the suite
