@@ -3,11 +3,13 @@ its owner. On the real stack: rate limits on, Redis (the suite's database, or a 
 the test's own that is restarted), texts delivered by an RQ worker."""
 
 import re
+import threading
 
 import pytest
 import sqlalchemy as sa
 from redis import Redis
 
+from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Filing
@@ -137,3 +139,23 @@ def test_the_wrong_code_budget_survives_a_redis_restart(own_redis, app, client, 
 
     owner = post(client, link, {"id_last6": ID_A_LAST6}, address="192.0.2.7")
     assert Outcome.VERIFIED_OTHERS_PENDING.message in said(owner)
+
+
+def test_parallel_wrong_codes_take_no_more_than_the_budget(limited, app):
+    """Twelve misses of one phone at the same moment: exactly the five allowed are counted."""
+    barrier = threading.Barrier(12, timeout=30)
+    taken: list[bool] = []
+    now = utcnow()
+
+    def attempt() -> None:
+        with app.app_context():
+            barrier.wait()
+            taken.append(limits.take(limits.MISSES_PER_PHONE, PHONE_A, now))
+            db.session.commit()
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(taken) == [False] * 7 + [True] * limits.MISSES_PER_PHONE.amount

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g, request
@@ -60,8 +60,6 @@ FORM_VIEWS = {"verify_page", "resend_page", "link_page"}
 PAGE_VIEWS = {"verify_page", "resend_page", "link_page", "captcha_image", "captcha_refresh"}
 
 __all__ = ["RateLimitExceeded", "init_app", "take", "give_back", "retry_after"]
-
-_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def client_address() -> str:
@@ -158,36 +156,30 @@ def _row(limit: PhoneLimit, phone: str):
 
 def take(limit: PhoneLimit, phone: str, now: datetime) -> bool:
     """Count one against the phone's limit; false while it is used up (`retry_after` says how
-    long). One conditional `UPDATE`: parallel requests cannot overrun it."""
+    long). One upsert whose update is conditional: parallel requests cannot overrun it."""
     if not _enabled():
         return True
-    _add_row(limit, phone)
     window_over = PhoneCount.window_start <= now - limit.window
-    taken = db.session.execute(
-        sa.update(PhoneCount)
-        .where(_row(limit, phone), sa.or_(window_over, PhoneCount.count < limit.amount))
-        .values(
-            count=sa.case((window_over, 1), else_=PhoneCount.count + 1),
-            window_start=sa.case((window_over, now), else_=PhoneCount.window_start),
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if taken:
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(PhoneCount).values(
+        phone_key=_phone_key(phone), scope=limit.scope, window_start=now, count=1
+    )
+    counted = db.session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=[PhoneCount.phone_key, PhoneCount.scope],
+            set_={
+                "count": sa.case((window_over, 1), else_=PhoneCount.count + 1),
+                "window_start": sa.case((window_over, now), else_=PhoneCount.window_start),
+            },
+            where=sa.or_(window_over, PhoneCount.count < limit.amount),
+        ).returning(PhoneCount.count)
+    )
+    if counted is not None:
         return True
     window_start = db.session.scalar(sa.select(PhoneCount.window_start).where(_row(limit, phone)))
     g.retry_after = max(math.ceil((window_start + limit.window - now).total_seconds()), 1)
     return False
-
-
-def _add_row(limit: PhoneLimit, phone: str) -> None:
-    """The phone's row for this limit, made empty if it is not there yet."""
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    db.session.execute(
-        insert(PhoneCount)
-        .values(phone_key=_phone_key(phone), scope=limit.scope, window_start=_NEVER, count=0)
-        .on_conflict_do_nothing()
-    )
 
 
 def give_back(limit: PhoneLimit, phone: str, now: datetime) -> None:
