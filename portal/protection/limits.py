@@ -5,8 +5,8 @@ Flask-Limiter counts per address and per key before the view runs, in Redis when
 `REDIS_URL` is set (else in memory; if Redis stops answering, in memory, and no request
 fails for it). Per-phone limits are taken by the views themselves, after the captcha was
 right, so that nobody can use up a phone's limits with posts that cost them nothing;
-and they are counted in the database (`PhoneCount`, atomic `UPDATE … WHERE`), so that a
-Redis restart gives no phone a fresh budget of wrong codes. The cool-down's slot is taken
+and they are counted in the database (`PhoneCount`, one conditional upsert a count), so
+that a Redis restart gives no phone a fresh budget of wrong codes. The cool-down's slot is taken
 before the attempt (parallel attempts cannot overrun it) and given back when the attempt
 was not a miss. A phone over a limit is refused for a while; its filing is never failed
 by it. docs/security.md gives the arithmetic behind the numbers.
@@ -156,9 +156,19 @@ def _row(limit: PhoneLimit, phone: str):
 
 def take(limit: PhoneLimit, phone: str, now: datetime) -> bool:
     """Count one against the phone's limit; false while it is used up (`retry_after` says how
-    long). One upsert whose update is conditional: parallel requests cannot overrun it."""
+    long)."""
     if not _enabled():
         return True
+    if _count_one(limit, phone, now):
+        return True
+    window_start = db.session.scalar(sa.select(PhoneCount.window_start).where(_row(limit, phone)))
+    g.retry_after = max(math.ceil((window_start + limit.window - now).total_seconds()), 1)
+    return False
+
+
+def _count_one(limit: PhoneLimit, phone: str, now: datetime) -> bool:
+    """One upsert whose update is conditional (parallel requests cannot overrun it): a new
+    window when the last is over, else one more while under the limit."""
     window_over = PhoneCount.window_start <= now - limit.window
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -175,11 +185,7 @@ def take(limit: PhoneLimit, phone: str, now: datetime) -> bool:
             where=sa.or_(window_over, PhoneCount.count < limit.amount),
         ).returning(PhoneCount.count)
     )
-    if counted is not None:
-        return True
-    window_start = db.session.scalar(sa.select(PhoneCount.window_start).where(_row(limit, phone)))
-    g.retry_after = max(math.ceil((window_start + limit.window - now).total_seconds()), 1)
-    return False
+    return counted is not None
 
 
 def give_back(limit: PhoneLimit, phone: str, now: datetime) -> None:

@@ -5,7 +5,8 @@ import re
 from portal.protection import sealing
 
 PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
-# Digits or X for a resident ID; digits and letters for a passport or a permit (SPEC §5).
+# Digits and letters (SPEC §5): a passport's or a permit's last six may hold letters; a
+# resident ID's (digits or X, checked at intake) simply matches nothing with other letters.
 ID_LAST6_PATTERN = r"^[0-9A-Za-z]{6}$"
 
 _RESIDENT_ID = re.compile(r"^\d{17}[\dX]$")
