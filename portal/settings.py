@@ -3,14 +3,15 @@
 With nothing set, the portal runs on the embedded default: a SQLite file and a
 secret key in the instance folder, SMS written to a file the `/dev/sms` inbox
 reads, jobs run in-process. `PORTAL_ENV=production` refuses to start unless the
-secret key, the database and Redis are given.
+secret key, the database, Redis and the public address are given.
 """
 
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+# PUBLIC_BASE_URL: every text carries the person's link, which must not point at a default.
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL")
 ENVIRONMENTS = ("development", "production")
 
 

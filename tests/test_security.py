@@ -162,6 +162,7 @@ def test_production_adds_strict_transport_security(env, client):
         **env,
         "PORTAL_ENV": "production",
         "REDIS_URL": REDIS_TEST_URL,
+        "PUBLIC_BASE_URL": "https://beian.example.cn",
         "CAPTCHA_TEST_ANSWER": "",
     }
     hardened = create_app(production).test_client()

@@ -12,6 +12,7 @@ PRODUCTION = {
     "SECRET_KEY": "production-secret",
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/portal",
     "REDIS_URL": REDIS_TEST_URL,
+    "PUBLIC_BASE_URL": "https://beian.example.cn",
     "CAPTCHA_TEST_ANSWER": "",
     "SMS_BACKEND": "console",
 }
@@ -20,7 +21,12 @@ PRODUCTION = {
 @pytest.fixture
 def production_env(env) -> dict[str, str]:
     """The test environment switched to production (its database, Redis, no test captcha)."""
-    env.update(PORTAL_ENV="production", REDIS_URL=REDIS_TEST_URL, CAPTCHA_TEST_ANSWER="")
+    env.update(
+        PORTAL_ENV="production",
+        REDIS_URL=REDIS_TEST_URL,
+        PUBLIC_BASE_URL="https://beian.example.cn",
+        CAPTCHA_TEST_ANSWER="",
+    )
     return env
 
 
@@ -43,15 +49,15 @@ def test_embedded_default_keeps_its_generated_secret_key(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
-def test_production_refuses_to_start_without_secret_key_database_and_redis():
-    env = {**PRODUCTION, "SECRET_KEY": "", "DATABASE_URL": "", "REDIS_URL": ""}
+def test_production_refuses_to_start_without_secret_key_database_redis_and_address():
+    required = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL")
     with pytest.raises(SettingsError) as refused:
-        create_app(env)
-    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        create_app({**PRODUCTION, **dict.fromkeys(required, "")})
+    for name in required:
         assert name in str(refused.value)
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL"])
 def test_production_names_exactly_the_missing_setting(missing):
     with pytest.raises(SettingsError) as refused:
         create_app({**PRODUCTION, missing: ""})

@@ -53,6 +53,7 @@ def stack_env(database_url: str, metrics_dir: Path) -> dict[str, str]:
         "PORTAL_ENV": "production",
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
+        "PUBLIC_BASE_URL": "https://beian.example.cn",
         "SECRET_KEY": secrets.token_urlsafe(32),
         "SMS_BACKEND": "http",
         "SMS_HTTP_URL": f"http://127.0.0.1:{GATEWAY_PORT}/sms",
