@@ -4,15 +4,17 @@ the test's own that is restarted), texts delivered by an RQ worker."""
 
 import re
 import threading
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from redis import Redis
 
+from portal import sweeps
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
-from portal.models import Filing
+from portal.models import Filing, PhoneCount
 from portal.protection import limits
 from tests.factories import CAPTCHA, form_fields, run_worker, sent_texts
 from tests.servers import RedisServer
@@ -159,3 +161,16 @@ def test_parallel_wrong_codes_take_no_more_than_the_budget(limited, app):
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(taken) == [False] * 7 + [True] * limits.MISSES_PER_PHONE.amount
+
+
+def test_the_sweep_drops_counts_whose_window_is_over(limited, app):
+    now = utcnow()
+    limits.take(limits.MISSES_PER_PHONE, PHONE_A, now - limits.MISSES_PER_PHONE.window)
+    limits.take(limits.MISSES_PER_PHONE, PHONE_B, now - timedelta(minutes=1))
+    db.session.commit()
+    sweeps.run_due(now)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(PhoneCount)) == 1
+    left = limits.MISSES_PER_PHONE.amount - 1
+    assert [limits.take(limits.MISSES_PER_PHONE, PHONE_B, now) for _ in range(left + 1)] == [
+        True
+    ] * left + [False], "phone B's count was kept"
