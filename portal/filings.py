@@ -7,7 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import events, jobs
+from portal import events, jobs, personal_links
 from portal.api.schemas import (
     FilingIn,
     Principal,
@@ -106,7 +106,6 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
     db.session.add(filing)
     if checked:
         verifications = _issue_codes(filing, people)
-        db.session.flush()
         send_codes(verifications, MessageKind.INITIAL, now)
     return filing, True
 
@@ -217,6 +216,9 @@ def _issue_codes(filing: Filing, people: list[Person]) -> list[Verification]:
         for person, code in zip(people, codes, strict=True)
     ]
     db.session.add_all(verifications)
+    db.session.flush()  # a link is made from the verification's id
+    for verification, code in zip(verifications, codes, strict=True):
+        personal_links.issue(verification, code)
     return verifications
 
 

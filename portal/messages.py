@@ -27,7 +27,7 @@ SUCCESSES = {Outcome.VERIFIED_OTHERS_PENDING, Outcome.ALL_VERIFIED, Outcome.RESE
 FIELD_ERRORS = {
     "code_format": "请输入 6 位数字验证码",
     "phone_format": "请输入 11 位中国大陆手机号码",
-    "id_last6_format": "请输入证件号码后六位（数字或 X）",
+    "id_last6_format": "请输入证件号码后六位（6 位数字或字母）",
     "captcha_required": "请输入图形验证码",
 }
 
@@ -35,9 +35,12 @@ PENDING_PHONES_LABEL = "尚待核验的手机号码："
 # Said in the result region when a form comes back with field errors, so it is announced too.
 FORM_ERRORS_LABEL = "请更正标出的内容后重新提交。"
 
+# The link is the person's own (SPEC §5), set off by spaces so that phones end it there.
+# Within two SMS segments (134 UCS-2 characters) for every province while PUBLIC_BASE_URL
+# has at most 46 characters (tests/test_personal_link.py, docs/security.md).
 SMS_TEXT = (
     "【{authority}】您的备案短信核验码为{code}，{hours}小时内有效。"
-    "请访问 {url} 输入验证码、手机号码和证件号码后六位完成核验。"
+    "请打开 {link} 填写证件号码后六位完成核验。"
 )
 
 PROVINCE_NOT_OPEN = "该省（区、市）尚未开通备案短信核验。"

@@ -189,8 +189,24 @@ class Verification(TenantOwned, db.Model):
     noon_resend_at: Mapped[datetime] = mapped_column(UTCDateTime)
     noon_resent: Mapped[bool] = mapped_column(default=False)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The keyed digest of the personal link's token (portal/personal_links.py).
+    link_digest: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 
     filing: Mapped[Filing] = relationship(back_populates="verifications")
+
+
+class PhoneCount(db.Model):
+    """A phone's count in the current window of one per-phone limit. In the database, not
+    Redis: a Redis restart must not give a phone a fresh budget of wrong codes."""
+
+    __tablename__ = "phone_counts"
+    __table_args__ = (sa.Index("ix_phone_counts_window_start", "window_start"),)
+
+    # A keyed digest of the phone: the table names no phone number.
+    phone_key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int]
 
 
 class SmsMessage(db.Model):

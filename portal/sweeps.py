@@ -21,6 +21,7 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
+from portal.protection import limits
 
 # Filings returned per statement: bounded memory and parameter lists (PostgreSQL takes at most
 # 65,535 parameters a statement) however many fall due at once.
@@ -116,12 +117,13 @@ def noon_resend(now: datetime) -> list[int]:
 
 def run_due(now: datetime) -> dict[str, int]:
     """Both sweeps, the texts due to go through another gateway, the deletion of expired
-    captchas and of sign-in throttles gone quiet, then the relay of anything left undelivered;
-    commits."""
+    captchas, of finished per-phone counts and of sign-in throttles gone quiet, then the relay
+    of anything left undelivered; commits."""
     expired = expire(now)
     resent = noon_resend(now)
     rerouted = reroute.reroute_due(now)
     captchas.delete_expired(now)
+    limits.delete_finished_windows(now)
     signin_throttle.prune(now)
     jobs.commit()
     relayed = jobs.relay(now)

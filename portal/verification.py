@@ -3,7 +3,8 @@
 A wrong code or phone never counts against a filing. A wrong ID with the right
 phone and code counts; the fifth fails the verification and returns the filing.
 Every change is an atomic `UPDATE … WHERE` under a lock on the filing row, so
-parallel attempts give one success and an exact count.
+parallel attempts give one success and an exact count. The personal link
+(`verify_by_link`) names the phone and code by its token; the rest is the same.
 """
 
 from dataclasses import dataclass, replace
@@ -11,6 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from portal import personal_links
 from portal.extensions import db
 from portal.filings import awaits_codes, change_status, lock
 from portal.messages import Outcome
@@ -41,6 +43,29 @@ def verify(province: str, phone: str, code: str, id_last6: str, now: datetime) -
         _as_costly_as_a_wrong_id(id_last6)
         return VerifyResult(Outcome.NOT_FOUND)
     return replace(_check(candidate, id_last6, now), verification_id=candidate.id)
+
+
+def verify_by_link(province: str, token: str, id_last6: str, now: datetime) -> VerifyResult:
+    """An attempt through the personal link: the token stands for the phone and the code."""
+    candidate = live_link(province, token, now)
+    if candidate is None:
+        return VerifyResult(Outcome.NOT_FOUND)
+    return replace(_check(candidate, id_last6, now), verification_id=candidate.id)
+
+
+def live_link(province: str, token: str, now: datetime) -> Verification | None:
+    """The verification a link opens while its code is live; None for a token that is unknown,
+    expired or used, alike."""
+    candidate = db.session.scalar(
+        sa.select(Verification).where(
+            Verification.province_slug == province,
+            Verification.link_digest.in_(personal_links.digests(token)),
+            Verification.status == VerificationStatus.PENDING,
+        )
+    )
+    if candidate is None or not awaits_codes(candidate.filing, now):
+        return None
+    return candidate
 
 
 def _as_costly_as_a_wrong_id(id_last6: str) -> None:

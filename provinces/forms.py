@@ -42,3 +42,9 @@ class VerifyForm(CaptchaFields):
 class ResendForm(CaptchaFields):
     phone = _field("手机号码", PHONE_PATTERN, FIELD_ERRORS["phone_format"])
     id_last6 = _field("证件号码后六位", ID_LAST6_PATTERN, FIELD_ERRORS["id_last6_format"])
+
+
+class LinkForm(CaptchaFields):
+    """The personal link's form: its token stands for the phone and the code."""
+
+    id_last6 = _field("证件号码后六位", ID_LAST6_PATTERN, FIELD_ERRORS["id_last6_format"])

@@ -35,8 +35,8 @@ from portal.models import FilingTypeRule, Province, VerifyAttempt
 from portal.protection import limits
 from portal.protection.personal_data import mask_address
 from portal.resend import resend
-from portal.verification import VerifyResult, verify
-from provinces.forms import CaptchaFields, ResendForm, VerifyForm
+from portal.verification import VerifyResult, live_link, verify, verify_by_link
+from provinces.forms import CaptchaFields, LinkForm, ResendForm, VerifyForm
 
 bp = Blueprint("applicant", __name__)
 
@@ -73,16 +73,40 @@ def resend_page():
     return _form_page(ResendForm(), _resend, "resend")
 
 
+@bp.route("/v/<token>", methods=["GET", "POST"])
+def link_page(token: str):
+    """The personal link: the token stands for the phone and code. An unknown, expired or used
+    token gets the same not-found answer and no form."""
+    if request.method == "GET" and live_link(g.province.slug, token, utcnow()) is None:
+        context = {"province": g.province, "message": Outcome.NOT_FOUND.message}
+        return render_template("province/link_not_found.html", **context), 404
+    return _form_page(LinkForm(), _verify_by_link, "link")
+
+
 def _verify(form: VerifyForm, now: datetime) -> VerifyResult:
-    if not limits.reserve_miss(form.phone.data):
+    """Per-phone limits are taken only now, past the captcha: posts that cost nothing use up
+    nothing. A wrong code takes one of the phone's misses; anything else gives it back."""
+    phone = form.phone.data
+    limited = (limits.VERIFY_POSTS_PER_PHONE, limits.MISSES_PER_PHONE)
+    if not all(limits.take(limit, phone, now) for limit in limited):
         monitoring.count_verify(Outcome.TOO_MANY_ATTEMPTS)
         return VerifyResult(Outcome.TOO_MANY_ATTEMPTS)
-    result = verify(g.province.slug, form.phone.data, form.code.data, form.id_last6.data, now)
+    result = verify(g.province.slug, phone, form.code.data, form.id_last6.data, now)
     if result.outcome != Outcome.NOT_FOUND:
-        limits.refund_miss(form.phone.data)
+        limits.give_back(limits.MISSES_PER_PHONE, phone, now)
+    return _recorded(result, now)
+
+
+def _verify_by_link(form: LinkForm, now: datetime) -> VerifyResult:
+    """Holding the link proves the text arrived: no per-phone limit applies."""
+    token = request.view_args["token"]
+    return _recorded(verify_by_link(g.province.slug, token, form.id_last6.data, now), now)
+
+
+def _recorded(result: VerifyResult, now: datetime) -> VerifyResult:
+    """Matched or not, every attempt is recorded: the same insert on every path, so the
+    answer's timing does not tell a wrong ID from a wrong code (docs/security.md)."""
     monitoring.count_verify(result.outcome)
-    # Matched or not, every attempt is recorded: the same insert on every path, so the
-    # answer's timing does not tell a wrong ID from a wrong code (docs/security.md).
     db.session.add(
         VerifyAttempt(
             province_slug=g.province.slug,
@@ -96,6 +120,8 @@ def _verify(form: VerifyForm, now: datetime) -> VerifyResult:
 
 
 def _resend(form: ResendForm, now: datetime) -> VerifyResult:
+    if not limits.take(limits.RESEND_POSTS_PER_PHONE, form.phone.data, now):
+        return VerifyResult(Outcome.TOO_MANY_ATTEMPTS)
     return VerifyResult(resend(g.province, form.phone.data, form.id_last6.data, now))
 
 
@@ -208,4 +234,8 @@ def _render(page: str, form: CaptchaFields, result: VerifyResult | None, status:
     return render_template(template, **context), status, headers
 
 
-FORMS = {"verify_page": ("verify", VerifyForm), "resend_page": ("resend", ResendForm)}
+FORMS = {
+    "verify_page": ("verify", VerifyForm),
+    "resend_page": ("resend", ResendForm),
+    "link_page": ("link", LinkForm),
+}

@@ -1,15 +1,24 @@
-"""A small local HTTP endpoint for tests: a webhook receiver or an SMS gateway.
+"""Local servers for tests: a small HTTP endpoint (a webhook receiver or an SMS gateway) and
+a Redis of the test's own.
 
-It listens on 127.0.0.1 on a free port, records every request as received (headers
-and raw body) and answers each from a scripted list of status codes, then with
+The endpoint listens on 127.0.0.1 on a free port, records every request as received
+(headers and raw body) and answers each from a scripted list of status codes, then with
 `then` once the list is used up.
 """
 
 import json
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from redis import Redis
+
+STARTUP_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -76,3 +85,42 @@ class Endpoint:
                 pass
 
         return Handler
+
+
+class RedisServer:
+    """A `redis-server` of the test's own on a free port, without persistence: a restart
+    comes back empty, as a crashed Redis without AOF would."""
+
+    def __init__(self, folder: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.folder = folder
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        command += ["--dir", str(self.folder)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None

@@ -245,6 +245,7 @@ def test_lower_case_x_in_a_resident_id_is_accepted_and_normalised(submit_filing)
     [
         ("passport", "E12345678"),
         ("hk_macao_permit", "H1234567801"),
+        ("passport", "EA123456B"),
         ("taiwan_permit", "12345678"),
         ("foreign_permanent_resident_id", "USA310060101001"),
         ("other", ID_A[:-1] + "0"),
@@ -258,9 +259,10 @@ def test_non_resident_id_types_are_not_checksummed(submit_filing, id_type, id_nu
 
 
 def test_id_number_whose_last_six_cannot_be_typed_is_refused(post):
-    """The applicant enters the last six on the form as digits or X; anything else never matches."""
+    """The applicant enters the last six on the form as digits and letters; anything else never
+    matches."""
     body = new_filing_body()
-    body["entity"]["principal"].update(id_type="passport", id_number="E1234567A")
+    body["entity"]["principal"].update(id_type="passport", id_number="E1234-567")
     problem = assert_problem(post(body), 422)
     assert fields(problem) == ["entity.principal.id_number"]
 

@@ -21,6 +21,10 @@ def test_demo_loads_filings_whose_codes_reach_the_inbox(app, client, sent_codes)
     assert set(sent_codes()) == {"13900000001", "13900000002", "13900000003", "13900000004"}
     inbox = client.get("/dev/sms").get_data(as_text=True)
     assert all(code in inbox for code in sent_codes().values())
+    links = re.findall(r'<a href="(http://127\.0\.0\.1:5000/[a-z]+/v/[A-Za-z0-9_-]{16})"', inbox)
+    assert len(links) == inbox.count("<tr>") - 1, "each text's link opens from the inbox"
+    for link in links:
+        assert client.get(link.removeprefix("http://127.0.0.1:5000")).status_code == 200
     key = re.search(r"API key: (\S+)", output).group(1)
     listed = client.get("/api/v1/filings/none", headers={"Authorization": f"Bearer {key}"})
     assert listed.status_code == 404, "the printed key is accepted"

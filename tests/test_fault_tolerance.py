@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from redis import Redis
 from rq import SimpleWorker
 from rq.registry import StartedJobRegistry
 
@@ -32,6 +30,7 @@ from portal.messages import Outcome
 from portal.models import MessageStatus, SmsMessage, Verification
 from portal.protection import sealing
 from tests.factories import CAPTCHA, ID_A, ID_B, ID_C, ID_D, form_fields, new_filing_body, principal
+from tests.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 30
@@ -41,45 +40,6 @@ STARTUP_SECONDS = 30
 def backend(request) -> str:
     """A worker process shares the database: PostgreSQL, as in production."""
     return request.param
-
-
-class RedisServer:
-    """A `redis-server` of the test's own on a free port, without persistence: a restart
-    comes back empty, as a crashed Redis without AOF would."""
-
-    def __init__(self, folder: Path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.folder = folder
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        command += ["--dir", str(self.folder)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        client = Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except Exception:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Fuzzing (issue 5): whatever is sent to the verify and resend forms or to the API, the answer
-is a clear 4xx (or the plain "nothing found"), never a 500, and a refusal changes nothing.
+"""Fuzzing (issue 5): whatever is sent to the verify and resend forms, a personal link or the
+API, the answer is a clear 4xx (or the plain "nothing found"), never a 500, and a refusal
+changes nothing.
 
 Hypothesis drives the forms and the API with arbitrary and near-valid input; schemathesis
 drives the API from its own OpenAPI document. Example counts are kept small so the suite
@@ -91,6 +92,31 @@ def test_any_form_input_gets_a_clear_answer_and_changes_nothing(client, pending,
         headers = {"HX-Request": "true"} if htmx else {}
         response = client.post(f"/tianjin/{page}", data={**fields, **values}, headers=headers)
         _assert_clear_answer(response)
+
+    attempt()
+    assert domain_state() == before
+
+
+def test_any_link_token_gets_a_clear_answer_and_changes_nothing(client, pending):
+    """Unknown tokens, arbitrary text in the path and the form: not found or a field error."""
+    before = domain_state()
+
+    @FUZZ
+    @given(
+        token=st.one_of(st.from_regex(r"[A-Za-z0-9_-]{16}", fullmatch=True), st.text(min_size=1)),
+        values=st.fixed_dictionaries(
+            {"id_last6": near(r"[0-9A-Za-z]{6}"), "captcha": st.just(CAPTCHA)}
+        ),
+        htmx=st.booleans(),
+    )
+    def attempt(token, values, htmx):
+        url = f"/tianjin/v/{quote(token, safe='')}"
+        page = client.get(url)
+        assert page.status_code == 404
+        assert Outcome.NOT_FOUND.message in page.get_data(as_text=True)
+        fields = form_fields(client.get("/tianjin/verify").get_data(as_text=True))
+        headers = {"HX-Request": "true"} if htmx else {}
+        _assert_clear_answer(client.post(url, data={**fields, **values}, headers=headers))
 
     attempt()
     assert domain_state() == before

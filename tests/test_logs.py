@@ -6,6 +6,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from portal import personal_links
 from portal.delivery.gateways.http import HttpGateway
 from portal.extensions import db
 from portal.messages import Outcome
@@ -31,6 +32,11 @@ CLOSED_PORT_GATEWAY = "http://127.0.0.1:1/sms"
             "GET /tianjin/verify?phone=13900000001 HTTP/1.1",
             "GET /tianjin/verify?phone=139****0001 HTTP/1.1",
         ),
+        (
+            "请打开 https://b.cn/tianjin/v/Ab3_-x123456789z 填写",
+            "请打开 https://b.cn/tianjin/v/**************** 填写",
+        ),
+        ("POST /gansu/v/q1-2 HTTP/1.1", "POST /gansu/v/**************** HTTP/1.1"),
     ],
 )
 def test_codes_phones_and_ids_are_redacted(given, logged):
@@ -87,10 +93,12 @@ def test_a_whole_journey_logs_no_secret(journey_env, app, client, provider, capl
     assert len(console_lines) == 2
     assert any("139****0001" in line for line in console_lines)
     assert all("核验码为******" in line for line in console_lines)
+    assert all("/tianjin/v/**************** " in line for line in console_lines)
 
-    codes = {
-        v.phone: sealing.unseal(v.code_sealed) for v in db.session.scalars(sa.select(Verification))
-    }
+    verifications = list(db.session.scalars(sa.select(Verification)))
+    codes = {v.phone: sealing.unseal(v.code_sealed) for v in verifications}
+    links = [personal_links.path(v, codes[v.phone]) for v in verifications]
+    assert client.get(f"/{links[0]}").status_code == 200
     fields = form_fields(client.get("/tianjin/verify").get_data(as_text=True))
     values = {"code": codes[PHONE_A], "phone": PHONE_A, "id_last6": ID_A_LAST6}
     response = client.post("/tianjin/verify", data={**fields, "captcha": CAPTCHA, **values})
@@ -113,7 +121,8 @@ def test_a_whole_journey_logs_no_secret(journey_env, app, client, provider, capl
 
     logged = _logged(caplog)
     printed = "".join(capsys.readouterr())
-    for secret in _secrets(list(codes.values())):
+    tokens = [link.rsplit("/", 1)[1] for link in links]
+    for secret in _secrets(list(codes.values())) + tokens:
         assert secret not in logged, secret
         assert secret not in printed, secret
     assert re.search(r"phone 139\*\*\*\*0001 code \*{6} id \*{18}", logged)

@@ -12,9 +12,9 @@ PRODUCTION = {
     "SECRET_KEY": "production-secret",
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/portal",
     "REDIS_URL": REDIS_TEST_URL,
+    "PUBLIC_BASE_URL": "https://beian.example.cn",
     "CAPTCHA_TEST_ANSWER": "",
     "SMS_BACKEND": "console",
-    "PUBLIC_BASE_URL": "https://beian.example.cn",
 }
 
 

@@ -160,7 +160,8 @@ def test_worker_sends_each_phone_its_code_with_the_province_and_link(
         assert sealing.digest("code", code) == verifications[line["to"]].code_digest
         assert "天津市通信管理局" in text
         assert "24小时" in text
-        assert f"{PUBLIC_BASE_URL}/tianjin/verify" in text
+        (token,) = re.findall(rf" {PUBLIC_BASE_URL}/tianjin/v/([A-Za-z0-9_-]{{16}}) ", text)
+        assert verifications[line["to"]].link_digest == sealing.digest("personal-link", token)
     assert [m.status for m in messages_of(filing["id"])] == [MessageStatus.SENT] * 2
     assert queue.count == 0
     assert queue.failed_job_registry.count == 0

@@ -36,9 +36,9 @@ class Principal(Strict):
             raise ValueError("ID numbers are written with the letters A-Z and the digits 0-9")
         if info.data.get("id_type") == "resident_id" and not resident_id_is_valid(value):
             raise ValueError("not a valid resident ID number (GB 11643 check character)")
-        if not all(char.isdigit() or char == "X" for char in value[-6:]):
+        if not value[-6:].isalnum():
             raise ValueError(
-                "the last six characters must be digits or X to be entered on the form"
+                "the last six characters must be letters or digits to be entered on the form"
             )
         return value
 

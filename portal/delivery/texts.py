@@ -3,8 +3,9 @@ code and link for the cloud gateways, which send a pre-approved template."""
 
 from dataclasses import dataclass
 
+from portal import personal_links
 from portal.messages import SMS_TEXT
-from portal.models import Province, SmsMessage, Verification
+from portal.models import Province, SmsMessage
 from portal.protection import sealing
 
 
@@ -25,16 +26,10 @@ def message_id(message: SmsMessage) -> str:
     return f"sms-{message.id}"
 
 
-def link_path(verification: Verification) -> str:
-    """The path of the page the text points to (until the personal link exists, the verify
-    page)."""
-    return f"{verification.province_slug}/verify"
-
-
 def text_for(message: SmsMessage, province: Province, base_url: str) -> Text:
     verification = message.verification
     code = sealing.unseal(verification.code_sealed)
-    link = link_path(verification)
+    link = personal_links.path(verification, code)
     return Text(
         message_id=message_id(message),
         phone=verification.phone,
@@ -45,7 +40,8 @@ def text_for(message: SmsMessage, province: Province, base_url: str) -> Text:
     )
 
 
-def code_text(province: Province, code: str, url: str) -> str:
+def code_text(province: Province, code: str, link: str) -> str:
+    """The text of a code, with the person's link (`portal.personal_links`)."""
     return SMS_TEXT.format(
-        authority=province.authority, code=code, hours=province.code_validity_hours, url=url
+        authority=province.authority, code=code, hours=province.code_validity_hours, link=link
     )

@@ -1,39 +1,53 @@
-"""Rate limits (SPEC §5): per client address and per phone on the applicant forms, per
-provider on the API (and per address for unknown API keys), and a cool-down for a phone
-after repeated wrong codes.
+"""Rate limits (SPEC §5): per client address on the applicant forms, per provider on the
+API (and per address for unknown API keys), and per phone: verify and resend posts, and a
+cool-down after repeated wrong codes.
 
-Flask-Limiter counts requests before the view runs. The cool-down counts only misses,
-so it is taken by the verify view itself: a slot is reserved before the attempt
-(atomically, so parallel requests cannot overrun it) and given back when the attempt
-was not a miss. A cooling phone is refused for a while; its filing is never failed by
-it. Counters live in Redis when `REDIS_URL` is set (shared by all processes), else in
-memory; if Redis stops answering they go on in memory, and no request fails for it.
-docs/security.md gives the arithmetic behind the numbers.
+Flask-Limiter counts per address before the view runs; the API's counters are taken by
+the API once it knows whose key it holds. Both are kept in Redis when
+`REDIS_URL` is set (else in memory; if Redis stops answering, in memory, and no request
+fails for it). Per-phone limits are taken by the views themselves, after the captcha was
+right, so that nobody can use up a phone's limits with posts that cost them nothing;
+and they are counted in the database (`PhoneCount`, one conditional upsert a count), so
+that a Redis restart gives no phone a fresh budget of wrong codes. The cool-down's slot is taken
+before the attempt (parallel attempts cannot overrun it) and given back when the attempt
+was not a miss. A phone over a limit is refused for a while; its filing is never failed
+by it. docs/security.md gives the arithmetic behind the numbers.
 """
 
 import ipaddress
 import logging
-import re
+import math
 import time
-import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from flask import Flask, current_app, g, request
 from flask_limiter import Limit, Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.dialects import postgresql, sqlite
 
+from portal.extensions import db
+from portal.models import PhoneCount
 from portal.protection import sealing
-from portal.protection.personal_data import PHONE_PATTERN
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class PhoneLimit:
+    """At most `amount` per phone in a window of `window`, which starts at the first one."""
+
+    scope: str
+    amount: int
+    window: timedelta
+
+
 FORM_POSTS_PER_ADDRESS = "10 per minute;60 per hour"
-VERIFY_POSTS_PER_PHONE = "10 per hour"
-RESEND_POSTS_PER_PHONE = "5 per hour"
 # Form pages and captcha images: each page stores a challenge, each image costs ~4 ms of CPU.
 PAGES_PER_ADDRESS = "60 per minute"
 # An audio clip costs ~0.25 s of CPU.
@@ -43,19 +57,21 @@ AUDIO_PER_ADDRESS = "10 per minute"
 # a flood of made-up keys costs a counter read each, no bucket of its own, no lookup.
 API_CALLS_PER_PROVIDER = parse("300 per minute")
 UNKNOWN_API_KEYS_PER_ADDRESS = parse("20 per minute")
+# Per phone, counting only posts whose captcha was right.
+VERIFY_POSTS_PER_PHONE = PhoneLimit("verify", 10, timedelta(hours=1))
+RESEND_POSTS_PER_PHONE = PhoneLimit("resend", 5, timedelta(hours=1))
 # Wrong codes per phone: 5 per 2 h keeps a guesser's odds over a 24 h code below 1 in 10,000.
-MISSES_PER_PHONE = parse("5 per 2 hours")
+MISSES_PER_PHONE = PhoneLimit("misses", 5, timedelta(hours=2))
+PHONE_LIMITS = (VERIFY_POSTS_PER_PHONE, RESEND_POSTS_PER_PHONE, MISSES_PER_PHONE)
 
-_PHONE = re.compile(PHONE_PATTERN, re.ASCII)
-
-FORM_VIEWS = {"verify_page", "resend_page"}
-PAGE_VIEWS = {"verify_page", "resend_page", "captcha_image", "captcha_refresh"}
+FORM_VIEWS = {"verify_page", "resend_page", "link_page"}
+PAGE_VIEWS = {"verify_page", "resend_page", "link_page", "captcha_image", "captcha_refresh"}
 
 __all__ = [
     "RateLimitExceeded",
     "init_app",
-    "reserve_miss",
-    "refund_miss",
+    "take",
+    "give_back",
     "retry_after",
     "api_address_allowed",
     "count_unknown_api_key",
@@ -77,26 +93,6 @@ def client_address() -> str:
     return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
 
 
-def form_phone() -> str:
-    """The posted phone read as the form reads it (full-width digits too); '' unless valid."""
-    try:
-        posted = request.form.get("phone", "")
-    except HTTPException:  # a body too large: the view answers it
-        return ""
-    phone = unicodedata.normalize("NFKC", posted).strip()
-    return phone if _PHONE.match(phone) else ""
-
-
-def _phone_key(phone: str) -> str:
-    """Counters are keyed by a keyed digest: Redis holds no phone number."""
-    return sealing.digest("rate-limit:phone", phone)[:32]
-
-
-def _posted_phone_key() -> str:
-    phone = form_phone()
-    return _phone_key(phone) if phone else ""
-
-
 def _view() -> str:
     return (request.endpoint or "").rpartition(".")[2]
 
@@ -110,11 +106,6 @@ def _applicant(views: set[str]) -> Callable[[], bool]:
     return exempt
 
 
-def _per_phone(view: str) -> Callable[[], bool]:
-    applicant = _applicant({view})
-    return lambda: applicant() or not form_phone()
-
-
 def _limits() -> list[Limit]:
     return [
         Limit(
@@ -124,22 +115,6 @@ def _limits() -> list[Limit]:
             shared=True,
             methods=["POST"],
             exempt_when=_applicant(FORM_VIEWS),
-        ),
-        Limit(
-            VERIFY_POSTS_PER_PHONE,
-            key_function=_posted_phone_key,
-            scope="phone:verify",
-            shared=True,
-            methods=["POST"],
-            exempt_when=_per_phone("verify_page"),
-        ),
-        Limit(
-            RESEND_POSTS_PER_PHONE,
-            key_function=_posted_phone_key,
-            scope="phone:resend",
-            shared=True,
-            methods=["POST"],
-            exempt_when=_per_phone("resend_page"),
         ),
         Limit(
             PAGES_PER_ADDRESS,
@@ -191,27 +166,69 @@ def _on_counters(action: Callable[[FixedWindowRateLimiter], object]):
         return action(local)
 
 
-def _miss_identifiers(phone: str) -> tuple[str, str, str]:
-    return (current_app.config["RATELIMIT_KEY_PREFIX"], "misses", _phone_key(phone))
+def _phone_key(phone: str) -> str:
+    """Counters are keyed by a keyed digest: the table holds no phone number."""
+    return sealing.digest("rate-limit:phone", phone)
 
 
-def reserve_miss(phone: str) -> bool:
-    """Take one of the phone's allowed misses before an attempt; false while it cools down."""
+def _row(limit: PhoneLimit, phone: str):
+    return sa.and_(PhoneCount.phone_key == _phone_key(phone), PhoneCount.scope == limit.scope)
+
+
+def take(limit: PhoneLimit, phone: str, now: datetime) -> bool:
+    """Count one against the phone's limit; false while it is used up (`retry_after` says how
+    long)."""
     if not _enabled():
         return True
-    identifiers = _miss_identifiers(phone)
-    if _on_counters(lambda counter: counter.hit(MISSES_PER_PHONE, *identifiers)):
+    if _count_one(limit, phone, now):
         return True
-    g.retry_after = _seconds_left(MISSES_PER_PHONE, identifiers)
+    window_start = db.session.scalar(sa.select(PhoneCount.window_start).where(_row(limit, phone)))
+    g.retry_after = max(math.ceil((window_start + limit.window - now).total_seconds()), 1)
     return False
 
 
-def refund_miss(phone: str) -> None:
-    """The attempt was not a miss: give its reserved slot back."""
+def _count_one(limit: PhoneLimit, phone: str, now: datetime) -> bool:
+    """One upsert whose update is conditional (parallel requests cannot overrun it): a new
+    window when the last is over, else one more while under the limit."""
+    window_over = PhoneCount.window_start <= now - limit.window
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(PhoneCount).values(
+        phone_key=_phone_key(phone), scope=limit.scope, window_start=now, count=1
+    )
+    counted = db.session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=[PhoneCount.phone_key, PhoneCount.scope],
+            set_={
+                "count": sa.case((window_over, 1), else_=PhoneCount.count + 1),
+                "window_start": sa.case((window_over, now), else_=PhoneCount.window_start),
+            },
+            where=sa.or_(window_over, PhoneCount.count < limit.amount),
+        ).returning(PhoneCount.count)
+    )
+    return counted is not None
+
+
+def give_back(limit: PhoneLimit, phone: str, now: datetime) -> None:
+    """The attempt `take` counted was not what the limit counts: give its slot back."""
     if not _enabled():
         return
-    key = MISSES_PER_PHONE.key_for(*_miss_identifiers(phone))
-    _on_counters(lambda counter: counter.storage.incr(key, MISSES_PER_PHONE.get_expiry(), -1))
+    db.session.execute(
+        sa.update(PhoneCount)
+        .where(
+            _row(limit, phone),
+            PhoneCount.count > 0,
+            PhoneCount.window_start > now - limit.window,
+        )
+        .values(count=PhoneCount.count - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def delete_finished_windows(now: datetime) -> None:
+    """The periodic sweep drops counts whose window is over: they count for nothing."""
+    longest = max(limit.window for limit in PHONE_LIMITS)
+    db.session.execute(sa.delete(PhoneCount).where(PhoneCount.window_start <= now - longest))
 
 
 def _unknown_key_identifiers() -> tuple[str, str, str]:

@@ -5,7 +5,9 @@ import re
 from portal.protection import sealing
 
 PHONE_PATTERN = r"^1[3-9][0-9]{9}$"
-ID_LAST6_PATTERN = r"^[0-9Xx]{6}$"
+# Digits and letters (SPEC §5): a passport's or a permit's last six may hold letters; a
+# resident ID's (digits or X, checked at intake) simply matches nothing with other letters.
+ID_LAST6_PATTERN = r"^[0-9A-Za-z]{6}$"
 
 _RESIDENT_ID = re.compile(r"^\d{17}[\dX]$")
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

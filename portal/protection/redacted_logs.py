@@ -1,8 +1,9 @@
-"""Logs never hold a code, an ID number or a full phone number.
+"""Logs never hold a code, an ID number, a personal link's token or a full phone number.
 
 Every log record is redacted as it is made (a record factory runs the filter), so
 no logger, handler or library can forget it: 18-character ID numbers and 6-digit
-numbers (codes, ID last six) become asterisks, mainland mobiles keep only the part
+numbers (codes, ID last six) and the token of a personal link (`/v/<token>`, in an SMS
+text or a request line) become asterisks, mainland mobiles keep only the part
 shown anywhere else (139****0001). Tracebacks are formatted and redacted then too.
 The price: any other 6-digit number in a log line (a row id, microseconds) is hidden.
 """
@@ -20,9 +21,11 @@ from flask.logging import default_handler
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 _SIX_DIGITS = re.compile(r"(?<![0-9A-Za-z])\d{5}[\dXx](?![0-9A-Za-z])")
+_LINK_TOKEN = re.compile(r"(/v/)[A-Za-z0-9_-]+")
 
 
 def redact(text: str) -> str:
+    text = _LINK_TOKEN.sub(r"\1" + "*" * 16, text)
     text = _ID_NUMBER.sub("*" * 18, text)
     text = _MOBILE.sub(r"\1****\2", text)
     return _SIX_DIGITS.sub("*" * 6, text)

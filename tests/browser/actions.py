@@ -10,7 +10,7 @@ WRONG_ID = "123456"
 
 
 def submit(page: Page, form: str, values: dict[str, str], captcha: str = CAPTCHA) -> str:
-    """Fill `form` ("verify" or "resend") as a person would (what the page kept from the last
+    """Fill `form` ("verify", "resend" or "link") as a person would (what the page kept from the last
     try is left as it is), press its button and wait for the answer: swapped in by htmx, or
     a new page without JS. Either way the form comes back with a new captcha challenge.
     Returns the result region's text."""

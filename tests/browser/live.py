@@ -54,6 +54,10 @@ class LivePortal:
         """The last code sent to each phone."""
         return {text["to"]: _code_in(text) for text in self._texts()}
 
+    def links(self) -> dict[str, str]:
+        """The personal link of the last text to each phone, as a path: `/tianjin/v/<token>`."""
+        return {text["to"]: _link_in(text) for text in self._texts()}
+
     def _texts(self) -> list[dict]:
         if not self.sms_path.exists():
             return []
@@ -113,6 +117,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 def _code_in(text: dict) -> str:
     return re.search(r"核验码为(\d{6})", text["text"]).group(1)
+
+
+def _link_in(text: dict) -> str:
+    return re.search(r" https?://[^/ ]+(/[a-z]+/v/[A-Za-z0-9_-]{16}) ", text["text"]).group(1)
 
 
 def portal_env(workdir: Path) -> dict[str, str]:

@@ -23,6 +23,7 @@ from tests.browser.actions import (
     PHONE_B,
     WRONG_ID,
     resend,
+    submit,
     verify,
 )
 from tests.browser.live import LivePortal, launch_chromium, live_portal
@@ -32,6 +33,7 @@ OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 PHONE_C = "13700000003"
+PHONE_D = "13700000004"
 
 
 def shoot(page: Page, name: str, full_page: bool = True) -> None:
@@ -163,6 +165,19 @@ def enrolment_pages(browser: Browser, portal: LivePortal) -> None:
     page.context.close()
 
 
+def link_pages(browser: Browser, portal: LivePortal) -> None:
+    """The personal link from a text: its form, and the same link once used."""
+    filing_with_one_phone(portal, "REF-2026-0005", PHONE_D)
+    link = portal.links()[PHONE_D]
+    page = new_page(browser, portal, DESKTOP)
+    page.goto(link)
+    shoot(page, "verify-link")
+    submit(page, "link", {"id_last6": ID_C[-6:]})
+    page.goto(link)
+    shoot(page, "verify-link-used")
+    page.context.close()
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with (
@@ -177,6 +192,7 @@ def main() -> int:
         admin_pages(browser, portal)
         api_reference(browser, portal)
         enrolment_pages(browser, portal)
+        link_pages(browser, portal)
         browser.close()
     return 0
 

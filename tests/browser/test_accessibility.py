@@ -6,7 +6,7 @@ from pathlib import Path
 from playwright.sync_api import Page
 
 from portal.extensions import db
-from portal.messages import Outcome
+from portal.messages import FORM_ERRORS_LABEL, Outcome
 from portal.models import Province
 from tests.browser.actions import (
     ID_A_LAST6,
@@ -15,6 +15,7 @@ from tests.browser.actions import (
     PHONE_B,
     WRONG_ID,
     resend,
+    submit,
     verify,
 )
 
@@ -83,6 +84,17 @@ def test_applicant_pages_and_outcomes_pass_axe(axe_page, portal):
     resend(page, PHONE_A, ID_A_LAST6)
     assert resend(page, PHONE_A, ID_A_LAST6) == Outcome.RESEND_LIMIT_REACHED.message
     found += serious_violations(page, "resend: limit", swapped=True)
+
+    portal.submit_filing("REF-LINK")
+    link = portal.links()[PHONE_A]
+    page.goto(link)
+    found += serious_violations(page, "link")
+    assert submit(page, "link", {"id_last6": "1"}) == FORM_ERRORS_LABEL
+    found += serious_violations(page, "link: field errors", swapped=True)
+    assert Outcome.VERIFIED_OTHERS_PENDING.message in submit(page, "link", {"id_last6": ID_A_LAST6})
+    found += serious_violations(page, "link: others pending", swapped=True)
+    page.goto(link)
+    found += serious_violations(page, "link: used")
 
     assert found == []
 

@@ -16,6 +16,7 @@ from tests.browser.actions import (
     WRONG_ID,
     resend,
     result_text,
+    submit,
     verify,
 )
 
@@ -65,6 +66,24 @@ def test_two_phones_verify_in_turn(page, mode, portal):
 
     again = verify(page, codes[PHONE_B], PHONE_B, ID_B_LAST6)
     assert Outcome.ALREADY_VERIFIED.message in again
+
+
+def test_the_personal_link_asks_for_the_id_last_six_alone(page, mode, portal):
+    """The link from the text: no code or phone to type; once used it opens nothing."""
+    portal.submit_filing()
+    link = portal.links()[PHONE_A]
+    open_form(page, mode, link)
+    expect(page.locator("#link-form input:not([type=hidden])")).to_have_count(2)
+    assert submit(page, "link", {"id_last6": WRONG_ID}) == Outcome.NOT_FOUND.message
+    done = submit(page, "link", {"id_last6": ID_A_LAST6.lower()})
+    assert Outcome.VERIFIED_OTHERS_PENDING.message in done
+    if mode == "htmx":
+        assert page.evaluate(KEPT)
+    else:
+        assert page.url.endswith(f"{link}#result")
+    expect(page.locator("#id_last6")).to_have_value("")
+    assert page.goto(link).status == 404
+    assert result_text(page) == Outcome.NOT_FOUND.message
 
 
 def test_fifth_wrong_id_fails_and_returns_the_filing(page, mode, portal):

@@ -19,7 +19,7 @@ RECEIVED = "bench:received"
 ARRIVALS = "bench:arrivals"
 INBOX_SIZE = 200_000
 _CODE = re.compile(r"核验码为(\d{6})")
-_PROVINCE = re.compile(r"/([a-z][a-z0-9-]*)/verify")
+_PROVINCE = re.compile(r"/([a-z][a-z0-9-]*)/v/")
 
 
 class _Handler(BaseHTTPRequestHandler):
