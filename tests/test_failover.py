@@ -33,7 +33,7 @@ TOKEN = "receipt-token-for-tests"
 
 
 def text(n: int) -> Text:
-    return Text(f"sms-{n}", "13900000001", "…", "123456", "tianjin/verify")
+    return Text(f"sms-{n}", "13900000001", "…", "123456", "tianjin/v/GcFVVRCRSwgvhkBY")
 
 
 def test_a_refusal_goes_to_the_next_gateway_at_once():

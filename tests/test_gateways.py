@@ -6,6 +6,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from portal import personal_links
 from portal.delivery import gateway_from_config
 from portal.delivery.gateways import Accepted, Refused, TimedOut
 from portal.delivery.gateways.aliyun import AliyunGateway
@@ -23,7 +24,11 @@ from tests.cloud_standins import (
 )
 
 TEXT = Text(
-    message_id="sms-42", phone="13900000001", body="…", code="123456", link="tianjin/verify"
+    message_id="sms-42",
+    phone="13900000001",
+    body="…",
+    code="123456",
+    link="tianjin/v/GcFVVRCRSwgvhkBY",
 )
 
 
@@ -63,7 +68,10 @@ def test_aliyun_sends_the_template_with_the_code_and_link():
     assert sent.params["PhoneNumbers"] == "13900000001"
     assert sent.params["SignName"] == "天津通管局"
     assert sent.params["TemplateCode"] == "SMS_123456789"
-    assert json.loads(sent.params["TemplateParam"]) == {"code": "123456", "link": "tianjin/verify"}
+    assert json.loads(sent.params["TemplateParam"]) == {
+        "code": "123456",
+        "link": "tianjin/v/GcFVVRCRSwgvhkBY",
+    }
     assert sent.params["OutId"] == "sms-42"
 
 
@@ -79,7 +87,7 @@ def test_tencent_sends_the_template_with_the_code_and_link():
     assert sent.params["SmsSdkAppId"] == "1400000001"
     assert sent.params["SignName"] == "天津通管局"
     assert sent.params["TemplateId"] == "1234567"
-    assert sent.params["TemplateParamSet"] == ["123456", "tianjin/verify"]
+    assert sent.params["TemplateParamSet"] == ["123456", "tianjin/v/GcFVVRCRSwgvhkBY"]
     assert sent.params["SessionContext"] == "sms-42"
 
 
@@ -168,16 +176,17 @@ def test_a_filings_codes_go_out_through_aliyun_and_each_text_records_its_biz_id(
 ):
     submit_filing()
 
-    codes = {
-        v.phone: sealing.unseal(v.code_sealed) for v in db.session.scalars(sa.select(Verification))
-    }
+    verifications = db.session.scalars(sa.select(Verification)).all()
     sent = {s.params["PhoneNumbers"]: s for s in on_aliyun.sent}
-    assert set(sent) == set(codes) and all(s.signature_valid for s in sent.values())
-    for phone, code in codes.items():
-        assert json.loads(sent[phone].params["TemplateParam"]) == {
+    assert set(sent) == {v.phone for v in verifications}
+    assert all(s.signature_valid for s in sent.values())
+    for verification in verifications:
+        code = sealing.unseal(verification.code_sealed)
+        assert json.loads(sent[verification.phone].params["TemplateParam"]) == {
             "code": code,
-            "link": "tianjin/verify",
+            "link": personal_links.path(verification, code),
         }
+        assert personal_links.path(verification, code).startswith("tianjin/v/")
     messages = db.session.scalars(sa.select(SmsMessage)).all()
     assert {(m.gateway, m.gateway_message_id, f"sms-{m.id}") for m in messages} == {
         ("aliyun", s.gateway_id, s.params["OutId"]) for s in sent.values()
