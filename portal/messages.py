@@ -65,6 +65,7 @@ CONSOLE = {
     "secret_rotated": "新的 Webhook 密钥只显示这一次。",
     "account_created": "账号已创建。",
     "unlocked": "账号已解锁。",
+    "date_out_of_range": "请输入 {first} 至 {last} 之间的日期。",
 }
 
 # How statuses and kinds read in the console.

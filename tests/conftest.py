@@ -100,11 +100,12 @@ def env(request, backend, tmp_path) -> dict[str, str]:
 
 class RequestPerContextClient(FlaskClient):
     """Each request in an app context of its own, as in production: its own `g` (so the
-    signed-in user and CSRF token do not leak between clients) and its own DB session."""
+    signed-in user and CSRF token do not leak between clients) and its own DB session. A
+    streamed body is read inside it too, as a server reads it before the context ends."""
 
     def open(self, *args, **kwargs):
         with self.application.app_context():
-            return super().open(*args, **kwargs)
+            return super().open(*args, buffered=True, **kwargs)
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
 """The admin console (SPEC §7): sign-in, tenancy, review, resend, rollout, providers, audit."""
 
+import csv
+import io
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import pytest
@@ -8,6 +12,7 @@ import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
 from portal import accounts
+from portal.admin import console
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Admin, AuditEntry, Filing, Province, Record, SmsMessage
@@ -48,6 +53,21 @@ def sign_in(client, username: str, password: str = PASSWORD):
     return client.post(
         "/admin/login", data={"csrf_token": token, "username": username, "password": password}
     )
+
+
+@contextmanager
+def count_statements() -> Iterator[list[str]]:
+    """The SQL statements run inside the block."""
+    statements: list[str] = []
+
+    def count(_connection, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
 
 
 def csrf(client, path: str = "/admin/") -> str:
@@ -262,6 +282,174 @@ def test_search_pages(client, admins, submit_filing):
     second = client.get("/admin/filings?page=2").get_data(as_text=True)
     assert "共 27 条" in first and "下一页" in first
     assert second.count("/admin/filings/") == 2
+
+
+# --- the CSV export ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reference", ['=HYPERLINK("http://x.example","y")', "+1", "-1+2", "@SUM(A1)"]
+)
+def test_csv_cells_a_spreadsheet_would_run_are_made_text(client, admins, submit_filing, reference):
+    submit_filing(new_filing_body(reference))
+    sign_in(client, "tj-admin")
+    rows = list(csv.reader(io.StringIO(client.get("/admin/filings.csv").get_data(as_text=True))))
+    assert rows[1][1] == "'" + reference
+
+
+@pytest.mark.parametrize(
+    "cell, written",
+    [("\tcmd", "'\tcmd"), ("\rcmd", "'\rcmd"), ("=1", "'=1"), ("a=1", "a=1"), ("", "")],
+)
+def test_tab_and_carriage_return_are_neutralised_too(cell, written):
+    assert next(csv.reader(io.StringIO(console._csv_line([cell]), newline=""))) == [written]
+
+
+def test_csv_export_reads_a_page_of_filings_per_query(client, admins, submit_filing, monkeypatch):
+    """Statements per export do not grow with the filings: one page (and its eager load of
+    the verifications) per query, whether the page holds 2 filings or 12."""
+    monkeypatch.setattr(console, "CSV_PAGE", 20)
+    sign_in(client, "tj-admin")
+
+    def statements_for_export() -> tuple[int, int]:
+        with count_statements() as counted:
+            text = client.get("/admin/filings.csv").get_data(as_text=True)
+        return len(counted), len(text.splitlines()) - 1
+
+    for n in range(2):
+        submit_filing(new_filing_body(f"FEW-{n}"))
+    few = statements_for_export()
+    for n in range(10):
+        submit_filing(new_filing_body(f"MORE-{n}"))
+    more = statements_for_export()
+    assert (few[1], more[1]) == (2, 12)
+    assert few[0] == more[0]
+    monkeypatch.setattr(console, "CSV_PAGE", 5)
+    paged = statements_for_export()
+    assert paged == (more[0] + 2 * 2, 12), "three pages of 5: two more pages, two queries each"
+
+
+def test_csv_export_pages_in_order_without_gaps(client, admins, submit_filing, monkeypatch):
+    monkeypatch.setattr(console, "CSV_PAGE", 3)
+    for n in range(8):
+        submit_filing(new_filing_body(f"P-{n}"))
+    sign_in(client, "tj-admin")
+    rows = list(csv.reader(io.StringIO(client.get("/admin/filings.csv").get_data(as_text=True))))
+    assert [row[1] for row in rows[1:]] == [f"P-{n}" for n in range(8)]
+
+
+def test_csv_export_is_audited_with_its_search(client, admins, submit_filing):
+    submit_filing(new_filing_body("A"))
+    sign_in(client, "tj-admin")
+    client.get("/admin/filings.csv?phone=13900000001&status=pending_verification&page=")
+    entry = db.session.scalars(sa.select(AuditEntry)).one()
+    assert (entry.action, entry.province_slug, entry.admin_username) == (
+        "export_csv",
+        "tianjin",
+        "tj-admin",
+    )
+    assert entry.after == {"search": {"phone": "139****0001", "status": "pending_verification"}}, (
+        "the phone is masked; only the search's own fields"
+    )
+
+
+# --- odd parameters ------------------------------------------------------------------------
+
+ODD_GETS = [
+    ("/admin/filings?page=99999999999999999999", 400),
+    ("/admin/filings?page=0", 400),
+    ("/admin/filings?page=-3", 400),
+    ("/admin/filings?page=abc", 200),
+    ("/admin/audit?page=99999999999999999999", 400),
+    ("/admin/filings?endpoint=x", 200),
+    ("/admin/filings?_external=1&_anchor=x&_method=POST&_scheme=ftp", 200),
+    ("/admin/filings.csv?endpoint=x", 200),
+    ("/admin/filings?created_from=0001-01-01", 200),
+    ("/admin/filings?created_to=9999-12-31", 200),
+    ("/admin/filings.csv?created_to=9999-12-31", 200),
+    ("/admin/filings?created_from=2026-13-45", 200),
+    ("/admin/filings?provider=99999999999999999999", 200),
+    ("/admin/filings?status=nonsense&province=atlantis", 200),
+    ("/admin/filings?reference=" + "x" * 5000, 200),
+    ("/admin/filings?reference=%00", 400),
+    ("/admin/filings?phone=139%000", 400),
+    ("/admin/filings/%00", 400),
+    ("/admin/filings/" + "f" * 5000, 404),
+]
+
+
+@pytest.mark.parametrize("path, status", ODD_GETS)
+def test_odd_parameters_are_refused_or_ignored_never_a_500(
+    client, admins, submit_filing, path, status
+):
+    submit_filing(new_filing_body("ODD-1"))
+    sign_in(client, "boss")
+    response = client.get(path)
+    assert response.status_code == status
+    if status == 200 and "/filings/" not in path:
+        assert "ODD-1" in response.get_data(as_text=True), "the odd parameter is ignored"
+
+
+def test_an_out_of_range_search_date_is_said_in_the_form(client, admins):
+    sign_in(client, "boss")
+    text = client.get("/admin/filings?created_to=9999-12-31").get_data(as_text=True)
+    assert "请输入 2017-01-01 至 2099-12-31 之间的日期。" in text
+
+
+def test_links_carry_only_the_search_fields(client, admins, submit_filing):
+    for n in range(26):
+        submit_filing(new_filing_body(f"L-{n:02d}"))
+    sign_in(client, "boss")
+    text = client.get("/admin/filings?status=pending_verification&endpoint=x&_anchor=y").get_data(
+        as_text=True
+    )
+    assert 'href="/admin/filings.csv?status=pending_verification"' in text
+    assert 'href="/admin/filings?status=pending_verification&amp;page=2"' in text
+    assert "endpoint=" not in text and "_anchor" not in text
+
+
+ODD_POSTS = [
+    ("/admin/providers/99999999999999999999/toggle", {}, 404),
+    ("/admin/accounts/99999999999999999999/toggle", {}, 404),
+    ("/admin/filings/{id}/verifications/99999999999999999999/resend", {}, 404),
+    ("/admin/filings/{id}/reject", {"reason": "no\x00"}, 400),
+    ("/admin/providers", {"name": "x\x00"}, 400),
+    (
+        "/admin/rollout/tianjin",
+        {"live_from": "2017-12-18", "code_validity_hours": "1e99", "resend_limit": "2"},
+        302,
+    ),
+    (
+        "/admin/rollout/tianjin",
+        {
+            "live_from": "2017-12-18",
+            "code_validity_hours": "99999999999999999999",
+            "resend_limit": "2",
+        },
+        302,
+    ),
+]
+
+
+@pytest.mark.parametrize("path, data, status", ODD_POSTS)
+def test_odd_posts_are_refused_never_a_500(client, admins, reviewable, path, data, status):
+    sign_in(client, "boss")
+    audit_before = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
+    response = client.post(
+        path.format(id=reviewable["id"]), data={**data, "csrf_token": csrf(client)}
+    )
+    assert response.status_code == status
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) == audit_before
+    assert db.session.get(Province, "tianjin").code_validity_hours == 24
+
+
+def test_a_nul_in_the_sign_in_form_is_refused(client, admins):
+    page = client.get("/admin/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    response = client.post(
+        "/admin/login", data={"csrf_token": token, "username": "tj\x00", "password": "x"}
+    )
+    assert response.status_code == 400
 
 
 # --- a working day -------------------------------------------------------------------------

@@ -24,6 +24,18 @@ login_manager.login_view = "admin.sign_in"
 login_manager.login_message = CONSOLE["sign_in_required"]
 
 PUBLIC_ENDPOINTS = {"admin.sign_in"}
+# Row ids in console URLs: PostgreSQL's `integer`. A larger number names no row (404), rather
+# than failing in the database.
+ROW_ID = "int(max=2147483647)"
+
+
+@bp.before_request
+def refuse_nul_characters():
+    """No text the console looks up or stores may hold NUL: PostgreSQL refuses it outright."""
+    path_values = (request.view_args or {}).values()
+    given = [*request.args.listvalues(), *request.form.listvalues(), path_values]
+    if any("\x00" in str(value) for values in given for value in values):
+        abort(400)
 
 
 @bp.before_request

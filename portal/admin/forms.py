@@ -1,5 +1,7 @@
 """The console's forms."""
 
+from datetime import date
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -11,9 +13,17 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    URL,
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
-from portal.messages import LABELS
+from portal.messages import CONSOLE, LABELS
 from portal.models import FilingStatus
 
 
@@ -62,12 +72,25 @@ class AccountForm(FlaskForm):
     province = SelectField("省份", validators=[DataRequired()])
 
 
+# Search dates: from before the first province went live to far ahead. Outside, a date is a
+# typing slip, and a Shanghai midnight on 0001-01-01 or 9999-12-31 is no UTC time at all.
+SEARCH_DATES = (date(2017, 1, 1), date(2099, 12, 31))
+
+
+def within_search_dates(_form, field) -> None:
+    first, last = SEARCH_DATES
+    if field.data is not None and not first <= field.data <= last:
+        raise ValidationError(CONSOLE["date_out_of_range"].format(first=first, last=last))
+
+
 class FilingSearchForm(FlaskForm):
     class Meta:
         csrf = False
 
     reference = StringField("订单号", validators=[Optional(), Length(max=64)])
-    phone = StringField("手机号码", validators=[Optional(), Length(max=11)])
+    phone = StringField(
+        "手机号码", validators=[Optional(), Length(max=11)], render_kw={"inputmode": "numeric"}
+    )
     status = SelectField(
         "状态",
         choices=[SelectChoice("", "全部")]
@@ -75,6 +98,6 @@ class FilingSearchForm(FlaskForm):
         validators=[Optional()],
     )
     provider = SelectField("接入商", coerce=str, validators=[Optional()])
-    created_from = DateField("提交日期从", validators=[Optional()])
-    created_to = DateField("至", validators=[Optional()])
+    created_from = DateField("提交日期从", validators=[Optional(), within_search_dates])
+    created_to = DateField("至", validators=[Optional(), within_search_dates])
     province = SelectField("省份", validators=[Optional()])
