@@ -95,3 +95,37 @@ LABELS = {
 }
 
 ROLE_LABELS = {"entity": "主体负责人", "website": "网站负责人"}
+
+# A `change_filing`'s `change_scope`, as the console says it.
+SCOPE_LABELS = {"entity": "变更主体", "website": "变更网站", "both": "变更主体和网站"}
+
+# Audit log actions, as the console says them.
+ACTION_LABELS = {
+    "resend": "重发验证码",
+    "approve": "审核通过",
+    "reject": "驳回",
+    "export_csv": "导出 CSV",
+    "update_rollout": "修改开通设置",
+    "update_rule": "修改备案类型核验规则",
+    "create_provider": "新建接入商",
+    "provider_rotate_key": "更换接入商 API 密钥",
+    "provider_rotate_secret": "更换接入商 Webhook 密钥",
+    "provider_toggle": "停用或启用接入商",
+    "provider_callback": "修改接入商回调地址",
+    "create_account": "新建账号",
+    "account_unlock": "解锁账号",
+    "account_toggle": "停用或启用账号",
+}
+
+# A provider's secrets, shown once.
+SECRET_LABELS = {"api_key": "API 密钥", "webhook_secret": "Webhook 密钥"}
+
+NATIONWIDE = "全国"
+
+# How far a provider was told of a status change, in a filing's timeline.
+NOTIFICATION = {
+    "delivered": "已送达 {at}",
+    "pending": "尚未送达，下次尝试 {at}",
+    "gave_up": "未送达，已停止重试",
+    "no_callback": "该接入商未设置回调地址，未通知",
+}

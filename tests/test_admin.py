@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
-from portal import accounts
+from portal import accounts, providers
 from portal.admin import console
 from portal.clock import utcnow
 from portal.extensions import db
@@ -452,6 +452,74 @@ def test_a_nul_in_the_sign_in_form_is_refused(client, admins):
     assert response.status_code == 400
 
 
+# --- how the console reads ------------------------------------------------------------------
+
+
+def test_a_province_admin_chooses_among_the_providers_that_filed_there(
+    client, admins, submit_filing
+):
+    submit_filing(new_filing_body("TJ-1"))
+    providers.create("只在甘肃的接入商", None, utcnow())
+    db.session.commit()
+    sign_in(client, "tj-admin")
+    text = client.get("/admin/filings").get_data(as_text=True)
+    assert ">测试接入商</option>" in text and "只在甘肃的接入商" not in text
+    sign_in(client, "boss")
+    text = client.get("/admin/filings").get_data(as_text=True)
+    assert ">测试接入商</option>" in text and ">只在甘肃的接入商</option>" in text
+
+
+def test_lists_name_provinces_not_slugs(client, admins, submit_filing):
+    submit_filing(new_filing_body("GS-1", province="gansu"))
+    sign_in(client, "boss")
+    client.post(f"/admin/accounts/{admins['gansu'].id}/unlock", data={"csrf_token": csrf(client)})
+    search = client.get("/admin/filings").get_data(as_text=True)
+    assert "<td>甘肃</td>" in search and "<td>gansu</td>" not in search
+    accounts_page = client.get("/admin/accounts").get_data(as_text=True)
+    assert "<td>gs-admin</td><td>甘肃</td>" in accounts_page
+    assert "<td>boss</td><td>全国</td>" in accounts_page
+    log = client.get("/admin/audit").get_data(as_text=True)
+    assert "<td>boss</td><td>甘肃</td><td>解锁账号</td>" in log
+    sign_in(client, "tj-admin")
+    assert "tj-admin · 天津" in client.get("/admin/").get_data(as_text=True)
+
+
+def test_a_change_scope_reads_in_chinese(client, admins, submit_filing):
+    body = new_filing_body("CH-1", type="change_filing", change_scope="entity", websites=[])
+    filing = submit_filing(body)
+    sign_in(client, "tj-admin")
+    text = client.get(f"/admin/filings/{filing['id']}").get_data(as_text=True)
+    assert "变更备案（变更主体）" in text and "entity）" not in text
+
+
+def test_the_timeline_says_when_a_provider_has_no_callback_url(
+    client, admins, provider, reviewable
+):
+    provider[0].callback_url = None
+    db.session.commit()
+    sign_in(client, "tj-admin")
+    client.post(
+        f"/admin/filings/{reviewable['id']}/approve",
+        data={"reason": "好", "csrf_token": csrf(client)},
+    )
+    text = client.get(f"/admin/filings/{reviewable['id']}").get_data(as_text=True)
+    assert text.count("通知接入商：该接入商未设置回调地址，未通知") == 1, "the approval's event"
+
+
+def test_the_timeline_says_a_failed_notification_is_retried(client, admins, reviewable):
+    """The fixture provider's callback (port 9) refuses: the attempt failed, a retry is due."""
+    sign_in(client, "tj-admin")
+    text = client.get(f"/admin/filings/{reviewable['id']}").get_data(as_text=True)
+    assert "通知接入商：尚未送达，下次尝试 " in text
+
+
+def test_search_fields_carry_no_none_attribute(client, admins):
+    sign_in(client, "tj-admin")
+    text = client.get("/admin/filings").get_data(as_text=True)
+    assert '"None"' not in text
+    assert '<input id="phone" inputmode="numeric" maxlength="11" name="phone"' in text
+
+
 # --- a working day -------------------------------------------------------------------------
 
 
@@ -575,7 +643,7 @@ def test_creating_a_provider_shows_its_key_once(client, admins):
     text = client.post(
         "/admin/providers", data={"name": "新接入商", "csrf_token": csrf(client)}
     ).get_data(as_text=True)
-    key = text.split("<dt>api_key</dt><dd><code>")[1].split("<")[0]
+    key = text.split("<dt>API 密钥</dt><dd><code>")[1].split("<")[0]
     assert (
         client.get("/api/v1/filings/x", headers={"Authorization": f"Bearer {key}"}).status_code
         == 404
@@ -594,7 +662,7 @@ def test_rotating_a_key_retires_the_old_one(client, admins, provider):
     text = client.post(
         f"/admin/providers/{provider[0].id}/rotate_key", data={"csrf_token": csrf(client)}
     ).get_data(as_text=True)
-    new_key = text.split("<dt>api_key</dt><dd><code>")[1].split("<")[0]
+    new_key = text.split("<dt>API 密钥</dt><dd><code>")[1].split("<")[0]
     assert client.get("/api/v1/filings/x", headers=provider[1]).status_code == 401
     assert (
         client.get("/api/v1/filings/x", headers={"Authorization": f"Bearer {new_key}"}).status_code

@@ -10,12 +10,24 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Blueprint, abort, redirect, request, url_for
+import sqlalchemy as sa
+from flask import Blueprint, abort, g, redirect, request, url_for
 from flask_login import LoginManager, current_user
 
 from portal.admin.tenancy import serve_as
 from portal.clock import SHANGHAI
-from portal.messages import CONSOLE, LABELS, ROLE_LABELS, Outcome
+from portal.extensions import db
+from portal.messages import (
+    ACTION_LABELS,
+    CONSOLE,
+    LABELS,
+    NATIONWIDE,
+    ROLE_LABELS,
+    SCOPE_LABELS,
+    SECRET_LABELS,
+    Outcome,
+)
+from portal.models import Province
 from portal.protection.personal_data import mask_phone
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -85,6 +97,31 @@ def outcome_message(name: str) -> str:
 def role(value: str) -> str:
     part, _, domain = value.partition(":")
     return ROLE_LABELS[part] + (f"（{domain}）" if domain else "")
+
+
+@bp.app_template_filter("province")
+def province_name(slug: str | None) -> str:
+    """A province's name, or 全国 for none; the names are read once a request."""
+    if slug is None:
+        return NATIONWIDE
+    if "province_names" not in g:
+        g.province_names = dict(db.session.execute(sa.select(Province.slug, Province.name)).all())
+    return g.province_names.get(slug, slug)
+
+
+@bp.app_template_filter("scope")
+def scope(value: str) -> str:
+    return SCOPE_LABELS.get(value, value)
+
+
+@bp.app_template_filter("action")
+def action(value: str) -> str:
+    return ACTION_LABELS.get(value, value)
+
+
+@bp.app_template_filter("secret")
+def secret(value: str) -> str:
+    return SECRET_LABELS.get(value, value)
 
 
 bp.add_app_template_filter(mask_phone, "masked_phone")

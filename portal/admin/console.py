@@ -24,13 +24,13 @@ from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from portal import audit, jobs, review
-from portal.admin import ROW_ID, bp
+from portal.admin import ROW_ID, bp, shanghai
 from portal.admin.forms import FilingSearchForm, ReasonForm
 from portal.admin.tenancy import serve_as
 from portal.api.description import describe
 from portal.clock import SHANGHAI, shanghai_date, utcnow
 from portal.extensions import db
-from portal.messages import CONSOLE
+from portal.messages import CONSOLE, NOTIFICATION
 from portal.models import (
     AuditEntry,
     Event,
@@ -119,8 +119,7 @@ def filings():
     statement = _search(form)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(statement.subquery()))
     rows = db.session.scalars(
-        statement.options(selectinload(Filing.province))
-        .order_by(Filing.created_at.desc(), Filing.id)
+        statement.order_by(Filing.created_at.desc(), Filing.id)
         .limit(PAGE_SIZE)
         .offset((page - 1) * PAGE_SIZE)
     ).all()
@@ -318,8 +317,20 @@ def _timeline(filing: Filing) -> list[dict]:
             }
         )
     for event in db.session.scalars(sa.select(Event).where(Event.filing_id == filing.id)):
-        entries.append({"at": event.occurred_at, "what": "event", "event": event})
+        entries.append(
+            {"at": event.occurred_at, "what": "event", "event": event, "told": _told(event)}
+        )
     return sorted(entries, key=lambda entry: entry["at"])
+
+
+def _told(event: Event) -> str:
+    """How far the provider was told of a status change."""
+    if event.delivered_at:
+        return NOTIFICATION["delivered"].format(at=shanghai(event.delivered_at))
+    if event.next_attempt_at:
+        return NOTIFICATION["pending"].format(at=shanghai(event.next_attempt_at))
+    # The job posts nothing, and stops, for a provider without a callback URL.
+    return NOTIFICATION["gave_up" if event.deliveries else "no_callback"]
 
 
 @bp.post(f"/filings/<filing_id>/verifications/<{ROW_ID}:verification_id>/resend")
