@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,12 @@ def count_statements() -> Iterator[list[str]]:
         sa.event.remove(db.engine, "before_cursor_execute", count)
 
 
+def signed_out_csrf(client) -> str:
+    """A CSRF token for a visitor who is not signed in, from the sign-in page."""
+    page = client.get("/admin/login").get_data(as_text=True)
+    return page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+
+
 def csrf(client, path: str = "/admin/") -> str:
     page = client.get(path).get_data(as_text=True)
     return page.split('name="csrf_token" value="')[1].split('"')[0]
@@ -125,53 +132,95 @@ def test_every_get_route_by_every_visitor(client, admins, tianjin_filing, path, 
         assert response.status_code == 200
 
 
+# (path, form, who may: "filing" a Tianjin filing's province and national, "national" only
+# national admins, "self" any admin; whether an audit entry is written)
 POSTS = [
-    ("/admin/filings/{id}/verifications/{vid}/resend", {}),
-    ("/admin/filings/{id}/approve", {"reason": "ok"}),
-    ("/admin/filings/{id}/reject", {"reason": "no"}),
+    ("/admin/filings/{id}/verifications/{vid}/resend", {}, "filing", True),
+    ("/admin/filings/{id}/approve", {"reason": "ok"}, "filing", True),
+    ("/admin/filings/{id}/reject", {"reason": "no"}, "filing", True),
     (
         "/admin/rollout/tianjin",
         {"live_from": "2017-12-18", "code_validity_hours": "24", "resend_limit": "2"},
+        "national",
+        True,
     ),
-    ("/admin/rules/cancel_filing", {"verification_required": "y"}),
-    ("/admin/providers", {"name": "新接入商"}),
-    ("/admin/providers/{pid}/rotate_key", {}),
-    ("/admin/accounts", {"username": "new-one", "password": PASSWORD, "province": "tianjin"}),
-    ("/admin/accounts/{aid}/unlock", {}),
+    ("/admin/rules/cancel_filing", {"verification_required": "y"}, "national", True),
+    ("/admin/providers", {"name": "新接入商"}, "national", True),
+    ("/admin/providers/{pid}/rotate_key", {}, "national", True),
+    ("/admin/providers/{pid}/rotate_secret", {}, "national", True),
+    ("/admin/providers/{pid}/toggle", {}, "national", True),
+    (
+        "/admin/providers/{pid}/callback",
+        {"callback_url": "https://hooks.example.cn/beian"},
+        "national",
+        True,
+    ),
+    (
+        "/admin/accounts",
+        {"username": "new-one", "password": PASSWORD, "province": "tianjin"},
+        "national",
+        True,
+    ),
+    ("/admin/accounts/{aid}/unlock", {}, "national", True),
+    ("/admin/accounts/{aid}/toggle", {}, "national", True),
+    ("/admin/password", {"current": PASSWORD, "new": "another long one"}, "self", False),
+    ("/admin/logout", {}, "self", False),
 ]
+ANY_ROUTE = re.compile(r"<any\(([^)]*)\):(\w+)>")
 
 
-@pytest.mark.parametrize("path, data", POSTS)
+def console_post_routes(app) -> set[tuple[str, str | None]]:
+    """Every console POST route but sign-in, one per choice of an `any(…)` part."""
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("admin.") and "POST" in rule.methods:
+            any_part = ANY_ROUTE.search(rule.rule)
+            choices = any_part.group(1).split(", ") if any_part else [None]
+            routes |= {(rule.rule, choice) for choice in choices}
+    return routes - {("/admin/login", None)}
+
+
+def test_the_post_list_covers_every_console_route(app):
+    adapter = app.url_map.bind("localhost")
+    listed = set()
+    for path, *_ in POSTS:
+        concrete = path.format(id="f" * 32, vid=1, pid=1, aid=1)
+        rule, arguments = adapter.match(concrete, method="POST", return_rule=True)
+        any_part = ANY_ROUTE.search(rule.rule)
+        listed.add((rule.rule, arguments[any_part.group(2)] if any_part else None))
+    assert listed == console_post_routes(app)
+
+
+@pytest.mark.parametrize("path, data, who_may, audited", POSTS)
 @pytest.mark.parametrize("visitor", ["signed_out", "own", "other", "national"])
 def test_every_post_route_by_every_visitor(
-    client, admins, provider, reviewable, path, data, visitor
+    client, admins, provider, reviewable, path, data, who_may, audited, visitor
 ):
     filing = db.session.get(Filing, reviewable["id"])
     path = path.format(
         id=filing.id, vid=filing.verifications[0].id, pid=provider[0].id, aid=admins["gansu"].id
     )
     audit_before = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
-    if visitor != "signed_out":
-        who = {"own": "tj-admin", "other": "gs-admin", "national": "boss"}[visitor]
-        sign_in(client, who)
-        data = {**data, "csrf_token": csrf(client)}
-    response = client.post(path, data=data)
-    national_route = path.startswith(
-        ("/admin/rollout", "/admin/rules", "/admin/providers", "/admin/accounts")
-    )
+    if visitor == "signed_out":
+        token = signed_out_csrf(client)
+    else:
+        sign_in(client, {"own": "tj-admin", "other": "gs-admin", "national": "boss"}[visitor])
+        token = csrf(client)
+    response = client.post(path, data={**data, "csrf_token": token})
     audit_after = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry))
     if visitor == "signed_out":
-        assert response.status_code in (302, 400)  # no session: sign-in redirect or CSRF refusal
+        assert response.status_code == 302, "the CSRF check passed: the sign-in guard answers"
+        assert response.headers["Location"].startswith("/admin/login?next=")
         assert audit_after == audit_before
-    elif national_route and visitor != "national":
+    elif who_may == "national" and visitor != "national":
         assert response.status_code == 403
         assert audit_after == audit_before
-    elif not national_route and visitor == "other":
+    elif who_may == "filing" and visitor == "other":
         assert response.status_code == 404
         assert audit_after == audit_before
     else:
         assert response.status_code in (200, 302)
-        assert audit_after == audit_before + 1
+        assert audit_after == audit_before + audited
 
 
 def test_post_without_csrf_token_is_refused(client, admins, reviewable):
