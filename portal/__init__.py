@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from portal import admin, cli, devsms, jobs, monitoring, settings
 from portal.api import routes as api_routes
 from portal.extensions import csrf, db, migrate
-from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
+from portal.messages import BAD_REQUEST, FORBIDDEN, PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
 from portal.protection import headers, limits, redacted_logs
 from portal.sms import backend_from_config
 from provinces import pages, rollout
@@ -93,6 +93,10 @@ def _error_page(error: HTTPException):
         message = Outcome.TOO_MANY_ATTEMPTS.message
     elif error.code == 404:
         message = PROVINCE_NOT_OPEN if error.description == PROVINCE_NOT_OPEN else PAGE_NOT_FOUND
+    elif error.code == 400:
+        message = BAD_REQUEST
+    elif error.code == 403:
+        message = FORBIDDEN
     else:
         message = error.name
     return render_template("errors/page.html", message=message), error.code, headers

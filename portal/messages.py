@@ -42,6 +42,8 @@ SMS_TEXT = (
 
 PROVINCE_NOT_OPEN = "该省（区、市）尚未开通备案短信核验。"
 PAGE_NOT_FOUND = "页面不存在。"
+BAD_REQUEST = "请求无效，请检查网址或填写的内容后重试。"
+FORBIDDEN = "您没有权限访问该页面。"
 
 # The admin console's messages.
 CONSOLE = {
@@ -116,6 +118,18 @@ ACTION_LABELS = {
     "account_unlock": "解锁账号",
     "account_toggle": "停用或启用账号",
 }
+
+# What an audit entry's target names ("filing 3f…", "provider 2"), longest first; and the
+# word inside a resend's target ("filing 3f… phone 139****").
+AUDIT_TARGET_KINDS = {
+    "filing type": "备案类型",
+    "filings": "备案查询",
+    "filing": "备案",
+    "provider": "接入商",
+    "admin": "账号",
+    "province": "省份",
+}
+AUDIT_TARGET_PHONE = "手机号码"
 
 # A provider's secrets, shown once.
 SECRET_LABELS = {"api_key": "API 密钥", "webhook_secret": "Webhook 密钥"}

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
 from portal import accounts, providers
-from portal.admin import console
+from portal.admin import audit_target, console
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Admin, AuditEntry, Filing, Province, Record, SmsMessage
@@ -271,9 +271,9 @@ def test_audit_log_is_filtered_to_the_admins_province(client, admins, reviewable
         data={"reason": "好", "csrf_token": csrf(client)},
     )
     sign_in(client, "gs-admin")
-    assert f"filing {reviewable['id']}" not in client.get("/admin/audit").get_data(as_text=True)
+    assert f"备案 {reviewable['id']}" not in client.get("/admin/audit").get_data(as_text=True)
     sign_in(client, "tj-admin")
-    assert f"filing {reviewable['id']}" in client.get("/admin/audit").get_data(as_text=True)
+    assert f"备案 {reviewable['id']}" in client.get("/admin/audit").get_data(as_text=True)
 
 
 def test_dashboard_counts_only_the_admins_province(client, admins, submit_filing):
@@ -439,6 +439,16 @@ def test_odd_parameters_are_refused_or_ignored_never_a_500(
         assert "ODD-1" in response.get_data(as_text=True), "the odd parameter is ignored"
 
 
+def test_a_bad_request_and_a_national_page_say_why_in_chinese(client, admins):
+    sign_in(client, "tj-admin")
+    refused = client.get("/admin/filings?page=0")
+    assert refused.status_code == 400
+    assert "请求无效，请检查网址或填写的内容后重试。" in refused.get_data(as_text=True)
+    forbidden = client.get("/admin/rollout")
+    assert forbidden.status_code == 403
+    assert "您没有权限访问该页面。" in forbidden.get_data(as_text=True)
+
+
 def test_an_out_of_range_search_date_is_said_in_the_form(client, admins):
     sign_in(client, "boss")
     text = client.get("/admin/filings?created_to=9999-12-31").get_data(as_text=True)
@@ -528,9 +538,25 @@ def test_lists_name_provinces_not_slugs(client, admins, submit_filing):
     assert "<td>gs-admin</td><td>甘肃</td>" in accounts_page
     assert "<td>boss</td><td>全国</td>" in accounts_page
     log = client.get("/admin/audit").get_data(as_text=True)
-    assert "<td>boss</td><td>甘肃</td><td>解锁账号</td>" in log
+    assert "<td>boss</td><td>甘肃</td><td>解锁账号</td><td>账号 gs-admin</td>" in log
     sign_in(client, "tj-admin")
     assert "tj-admin · 天津" in client.get("/admin/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "target, shown",
+    [
+        ("filing 3f2a phone 139****", "备案 3f2a 手机号码 139****"),
+        ("filing type cancel_filing", "备案类型 cancel_filing"),
+        ("filings", "备案查询"),
+        ("provider 2", "接入商 2"),
+        ("admin administrator", "账号 administrator"),
+        ("province gansu", "省份 gansu"),
+        ("something new", "something new"),
+    ],
+)
+def test_audit_targets_read_in_chinese(target, shown):
+    assert audit_target(target) == shown
 
 
 def test_a_change_scope_reads_in_chinese(client, admins, submit_filing):

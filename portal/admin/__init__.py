@@ -19,6 +19,8 @@ from portal.clock import SHANGHAI
 from portal.extensions import db
 from portal.messages import (
     ACTION_LABELS,
+    AUDIT_TARGET_KINDS,
+    AUDIT_TARGET_PHONE,
     CONSOLE,
     LABELS,
     NATIONWIDE,
@@ -117,6 +119,16 @@ def scope(value: str) -> str:
 @bp.app_template_filter("action")
 def action(value: str) -> str:
     return ACTION_LABELS.get(value, value)
+
+
+@bp.app_template_filter("audit_target")
+def audit_target(value: str) -> str:
+    """An audit entry's target, its kind in Chinese ("备案 3f…", "接入商 2")."""
+    for kind, label in AUDIT_TARGET_KINDS.items():
+        if value == kind or value.startswith(kind + " "):
+            value = label + value.removeprefix(kind)
+            break
+    return value.replace(" phone ", f" {AUDIT_TARGET_PHONE} ")
 
 
 @bp.app_template_filter("secret")
