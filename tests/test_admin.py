@@ -113,6 +113,16 @@ PROVINCE_PAGES = [
 NATIONAL_PAGES = ["/admin/rollout", "/admin/providers", "/admin/accounts"]
 
 
+def test_the_get_list_covers_every_console_page(app):
+    pages = {
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("admin.") and "GET" in rule.methods
+    }
+    listed = {*PROVINCE_PAGES, *NATIONAL_PAGES, "/admin/filings/<filing_id>", "/admin/login"}
+    assert listed == pages
+
+
 @pytest.mark.parametrize("path", PROVINCE_PAGES + NATIONAL_PAGES + ["/admin/filings/{id}"])
 @pytest.mark.parametrize("visitor", ["signed_out", "own", "other", "national"])
 def test_every_get_route_by_every_visitor(client, admins, tianjin_filing, path, visitor):
@@ -557,6 +567,12 @@ def test_lists_name_provinces_not_slugs(client, admins, submit_filing):
 )
 def test_audit_targets_read_in_chinese(target, shown):
     assert audit_target(target) == shown
+
+
+def test_filing_types_read_in_chinese_on_the_rollout_page(client, admins):
+    sign_in(client, "boss")
+    text = client.get("/admin/rollout").get_data(as_text=True)
+    assert "<tr><td>注销备案</td>" in text and "cancel_filing</td>" not in text
 
 
 def test_a_change_scope_reads_in_chinese(client, admins, submit_filing):
