@@ -528,8 +528,14 @@ def test_a_province_admin_chooses_among_the_providers_that_filed_there(
     client, admins, submit_filing
 ):
     submit_filing(new_filing_body("TJ-1"))
-    providers.create("只在甘肃的接入商", None, utcnow())
+    _, gansu_key = providers.create("只在甘肃的接入商", None, utcnow())
     db.session.commit()
+    filed = client.post(
+        "/api/v1/filings",
+        json=new_filing_body("GS-1", province="gansu"),
+        headers={"Authorization": f"Bearer {gansu_key}"},
+    )
+    assert filed.status_code == 201
     sign_in(client, "tj-admin")
     text = client.get("/admin/filings").get_data(as_text=True)
     assert ">测试接入商</option>" in text and "只在甘肃的接入商" not in text
