@@ -105,7 +105,7 @@ class RequestPerContextClient(FlaskClient):
 
     def open(self, *args, **kwargs):
         with self.application.app_context():
-            return super().open(*args, buffered=True, **kwargs)
+            return super().open(*args, **{**kwargs, "buffered": True})
 
 
 @pytest.fixture

@@ -463,6 +463,17 @@ def test_an_out_of_range_search_date_is_said_in_the_form(client, admins):
     sign_in(client, "boss")
     text = client.get("/admin/filings?created_to=9999-12-31").get_data(as_text=True)
     assert "请输入 2017-01-01 至 2099-12-31 之间的日期。" in text
+    text = client.get("/admin/filings?created_from=2026-13-45&status=x").get_data(as_text=True)
+    assert "不是有效的日期值。" in text and "不是有效的选择。" in text, "WTForms' own, in Chinese"
+
+
+def test_a_rollout_value_out_of_range_is_said_in_chinese(client, admins):
+    sign_in(client, "boss")
+    data = {"code_validity_hours": "0", "resend_limit": "2", "csrf_token": csrf(client)}
+    response = client.post("/admin/rollout/tianjin", data=data, follow_redirects=True)
+    assert "验证码有效期（小时）：数值大小必须介于 1 到 168 之间。" in response.get_data(
+        as_text=True
+    )
 
 
 def test_links_carry_only_the_search_fields(client, admins, submit_filing):

@@ -13,6 +13,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
+from wtforms.meta import DefaultMeta
 from wtforms.validators import (
     URL,
     DataRequired,
@@ -27,21 +28,32 @@ from portal.messages import CONSOLE, LABELS
 from portal.models import FilingStatus
 
 
-class SignInForm(FlaskForm):
+class ConsoleForm(FlaskForm):
+    """WTForms' own messages ("Not a valid date value.") in its Chinese translation."""
+
+    class Meta:
+        locales = ["zh"]
+
+        def get_translations(self, form):
+            # Flask-WTF would look for Flask-Babel, which the portal does not use.
+            return DefaultMeta.get_translations(self, form)
+
+
+class SignInForm(ConsoleForm):
     username = StringField("用户名", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("密码", validators=[DataRequired(), Length(max=256)])
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(ConsoleForm):
     current = PasswordField("当前密码", validators=[DataRequired()])
     new = PasswordField("新密码", validators=[DataRequired(), Length(max=256)])
 
 
-class ReasonForm(FlaskForm):
+class ReasonForm(ConsoleForm):
     reason = TextAreaField("理由", validators=[DataRequired("请填写理由。"), Length(max=500)])
 
 
-class RolloutForm(FlaskForm):
+class RolloutForm(ConsoleForm):
     live_from = DateField("开通日期", validators=[Optional()])
     code_validity_hours = IntegerField(
         "验证码有效期（小时）", validators=[InputRequired(), NumberRange(1, 168)]
@@ -49,24 +61,24 @@ class RolloutForm(FlaskForm):
     resend_limit = IntegerField("手动重发上限", validators=[InputRequired(), NumberRange(0, 10)])
 
 
-class RuleForm(FlaskForm):
+class RuleForm(ConsoleForm):
     verification_required = BooleanField("需要短信核验")
 
 
-class ProviderForm(FlaskForm):
+class ProviderForm(ConsoleForm):
     name = StringField("接入商名称", validators=[DataRequired(), Length(max=128)])
     callback_url = StringField(
         "回调地址", validators=[Optional(), URL(require_tld=False), Length(max=2048)]
     )
 
 
-class CallbackForm(FlaskForm):
+class CallbackForm(ConsoleForm):
     callback_url = StringField(
         "回调地址", validators=[Optional(), URL(require_tld=False), Length(max=2048)]
     )
 
 
-class AccountForm(FlaskForm):
+class AccountForm(ConsoleForm):
     username = StringField("用户名", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("初始密码", validators=[DataRequired(), Length(max=256)])
     province = SelectField("省份", validators=[DataRequired()])
@@ -83,7 +95,7 @@ def within_search_dates(_form, field) -> None:
         raise ValidationError(CONSOLE["date_out_of_range"].format(first=first, last=last))
 
 
-class FilingSearchForm(FlaskForm):
+class FilingSearchForm(ConsoleForm):
     class Meta:
         csrf = False
 
