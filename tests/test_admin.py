@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
+from flask_login import login_user
 from werkzeug.security import generate_password_hash
 
 from portal import accounts, providers
@@ -386,6 +387,15 @@ def test_csv_export_reads_a_page_of_filings_per_query(client, admins, submit_fil
     monkeypatch.setattr(console, "CSV_PAGE", 5)
     paged = statements_for_export()
     assert paged == (more[0] + 2 * 2, 12), "three pages of 5: two more pages, two queries each"
+
+
+def test_csv_export_is_a_stream(app, admins):
+    """The body is made as it is sent, not held in memory whole."""
+    with app.test_request_context("/admin/filings.csv"):
+        login_user(admins["tianjin"])
+        response = app.full_dispatch_request()
+        assert response.is_streamed and response.mimetype == "text/csv"
+        assert next(response.response).startswith("\ufeffid,reference,")
 
 
 def test_csv_export_pages_in_order_without_gaps(client, admins, submit_filing, monkeypatch):
