@@ -16,7 +16,7 @@ from portal import admin, cli, devsms, jobs, monitoring, settings
 from portal.api import routes as api_routes
 from portal.delivery import gateway_from_config, receipts
 from portal.extensions import csrf, db, migrate
-from portal.messages import PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
+from portal.messages import BAD_REQUEST, FORBIDDEN, PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
 from portal.protection import headers, limits, redacted_logs
 from provinces import home, pages, rollout
 
@@ -114,6 +114,10 @@ def _error_page(error: HTTPException):
         message = Outcome.TOO_MANY_ATTEMPTS.message
     elif error.code == 404:
         message = PROVINCE_NOT_OPEN if error.description == PROVINCE_NOT_OPEN else PAGE_NOT_FOUND
+    elif error.code == 400:
+        message = BAD_REQUEST
+    elif error.code == 403:
+        message = FORBIDDEN
     else:
         message = error.name
     return render_template("errors/page.html", message=message), error.code, headers

@@ -45,6 +45,8 @@ SMS_TEXT = (
 
 PROVINCE_NOT_OPEN = "该省（区、市）尚未开通备案短信核验。"
 PAGE_NOT_FOUND = "页面不存在。"
+BAD_REQUEST = "请求无效，请检查网址或填写的内容后重试。"
+FORBIDDEN = "您没有权限访问该页面。"
 
 # The admin console's messages.
 CONSOLE = {
@@ -72,6 +74,7 @@ CONSOLE = {
     "wrong_code": "动态口令不正确，请输入验证器当前显示的 6 位数字。",
     "recovery_code_used": "您使用了一个恢复码登录，还剩 {left} 个；如验证器已丢失，请联系全国管理员重置双因素认证。",
     "two_factor_reset": "已重置该账号的双因素认证，其会话已全部退出；该账号下次登录时重新绑定验证器。",
+    "date_out_of_range": "请输入 {first} 至 {last} 之间的日期。",
 }
 
 # How statuses and kinds read in the console.
@@ -131,4 +134,52 @@ DEV_INBOX = {
     "text": "短信内容",
     "empty": "暂无短信。",
     "unknown": "—",
+}
+
+# A `change_filing`'s `change_scope`, as the console says it.
+SCOPE_LABELS = {"entity": "变更主体", "website": "变更网站", "both": "变更主体和网站"}
+
+# Audit log actions, as the console says them.
+ACTION_LABELS = {
+    "resend": "重发验证码",
+    "approve": "审核通过",
+    "reject": "驳回",
+    "export_csv": "导出 CSV",
+    "update_rollout": "修改开通设置",
+    "update_rule": "修改备案类型核验规则",
+    "create_provider": "新建接入商",
+    "provider_rotate_key": "更换接入商 API 密钥",
+    "provider_rotate_secret": "更换接入商 Webhook 密钥",
+    "provider_toggle": "停用或启用接入商",
+    "provider_callback": "修改接入商回调地址",
+    "create_account": "新建账号",
+    "account_reset_2fa": "重置账号双因素认证",
+    "enrol_two_factor": "绑定验证器",
+    "change_password": "修改密码",
+    "account_toggle": "停用或启用账号",
+}
+
+# What an audit entry's target names ("filing 3f…", "provider 2"), longest first; and the
+# word inside a resend's target ("filing 3f… phone 139****").
+AUDIT_TARGET_KINDS = {
+    "filing type": "备案类型",
+    "filings": "备案查询",
+    "filing": "备案",
+    "provider": "接入商",
+    "admin": "账号",
+    "province": "省份",
+}
+AUDIT_TARGET_PHONE = "手机号码"
+
+# A provider's secrets, shown once.
+SECRET_LABELS = {"api_key": "API 密钥", "webhook_secret": "Webhook 密钥"}
+
+NATIONWIDE = "全国"
+
+# How far a provider was told of a status change, in a filing's timeline.
+NOTIFICATION = {
+    "delivered": "已送达 {at}",
+    "pending": "尚未送达，下次尝试 {at}",
+    "gave_up": "未送达，已停止重试",
+    "no_callback": "该接入商未设置回调地址，未通知",
 }

@@ -275,7 +275,8 @@ class WebhookDelivery(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(sa.ForeignKey("events.id"), index=True)
-    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed for the pruning (portal/pruning.py), which looks for the old ones.
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     status_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(sa.String(500))
 
@@ -314,7 +315,8 @@ class VerifyAttempt(TenantOwned, db.Model):
     )
     outcome: Mapped[str] = mapped_column(sa.String(32))
     client_address: Mapped[str] = mapped_column(sa.String(64))
-    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed for the pruning (portal/pruning.py), which looks for the old ones.
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Admin(UserMixin, db.Model):

@@ -43,14 +43,36 @@ def pg_database(name: str):
 
 
 @pytest.fixture(scope="session")
-def database_urls(tmp_path_factory):
-    sqlite_path = tmp_path_factory.mktemp("db") / "portal.sqlite3"
-    with pg_database(f"portal_test_{os.getpid()}") as pg_url:
-        yield {"sqlite": f"sqlite:///{sqlite_path}", "postgresql": pg_url}
+def sqlite_database_url(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'portal.sqlite3'}"
 
 
 @pytest.fixture(scope="session")
-def migrated(database_urls) -> dict:
+def postgresql_database_url():
+    """Made only when a test runs on PostgreSQL: `-m "not pg"` needs no PostgreSQL."""
+    with pg_database(f"portal_test_{os.getpid()}") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_urls(sqlite_database_url, postgresql_database_url) -> dict[str, str]:
+    return {"sqlite": sqlite_database_url, "postgresql": postgresql_database_url}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`pg`: every test that needs PostgreSQL; `browser`: every test in tests/browser."""
+    browser_tests = Path(__file__).parent / "browser"
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgresql = callspec is not None and callspec.params.get("backend") == "postgresql"
+        if on_postgresql or "postgresql_database_url" in item.fixturenames:
+            item.add_marker(pytest.mark.pg)
+        if browser_tests in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def migrated() -> dict:
     """The seed rows of each backend already migrated in this session."""
     return {}
 
@@ -61,10 +83,10 @@ def backend(request) -> str:
 
 
 @pytest.fixture
-def env(backend, database_urls, tmp_path) -> dict[str, str]:
+def env(request, backend, tmp_path) -> dict[str, str]:
     """The environment the app is built from; a test may change it before using `app`."""
     return {
-        "DATABASE_URL": database_urls[backend],
+        "DATABASE_URL": request.getfixturevalue(f"{backend}_database_url"),
         "SECRET_KEY": "test-secret",
         "SMS_BACKEND": "file",
         "SMS_FILE_PATH": str(tmp_path / "sms.jsonl"),
@@ -78,11 +100,12 @@ def env(backend, database_urls, tmp_path) -> dict[str, str]:
 
 class RequestPerContextClient(FlaskClient):
     """Each request in an app context of its own, as in production: its own `g` (so the
-    signed-in user and CSRF token do not leak between clients) and its own DB session."""
+    signed-in user and CSRF token do not leak between clients) and its own DB session. A
+    streamed body is read inside it too, as a server reads it before the context ends."""
 
     def open(self, *args, **kwargs):
         with self.application.app_context():
-            return super().open(*args, **kwargs)
+            return super().open(*args, **{**kwargs, "buffered": True})
 
 
 @pytest.fixture

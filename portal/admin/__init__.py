@@ -10,12 +10,26 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Blueprint, abort, redirect, request, url_for
+import sqlalchemy as sa
+from flask import Blueprint, abort, g, redirect, request, url_for
 from flask_login import LoginManager, current_user
 
 from portal.admin.tenancy import serve_as
 from portal.clock import SHANGHAI
-from portal.messages import CONSOLE, LABELS, ROLE_LABELS, Outcome
+from portal.extensions import db
+from portal.messages import (
+    ACTION_LABELS,
+    AUDIT_TARGET_KINDS,
+    AUDIT_TARGET_PHONE,
+    CONSOLE,
+    LABELS,
+    NATIONWIDE,
+    ROLE_LABELS,
+    SCOPE_LABELS,
+    SECRET_LABELS,
+    Outcome,
+)
+from portal.models import Province
 from portal.protection.personal_data import mask_phone
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -25,6 +39,18 @@ login_manager.login_message = CONSOLE["sign_in_required"]
 
 # Enrolment has its own check: a password proven moments ago (see auth.enrol).
 PUBLIC_ENDPOINTS = {"admin.sign_in", "admin.enrol"}
+# Row ids in console URLs: PostgreSQL's `integer`. A larger number names no row (404), rather
+# than failing in the database.
+ROW_ID = "int(max=2147483647)"
+
+
+@bp.before_request
+def refuse_nul_characters():
+    """No text the console looks up or stores may hold NUL: PostgreSQL refuses it outright."""
+    path_values = (request.view_args or {}).values()
+    given = [*request.args.listvalues(), *request.form.listvalues(), path_values]
+    if any("\x00" in str(value) for values in given for value in values):
+        abort(400)
 
 
 @bp.before_request
@@ -74,6 +100,41 @@ def outcome_message(name: str) -> str:
 def role(value: str) -> str:
     part, _, domain = value.partition(":")
     return ROLE_LABELS[part] + (f"（{domain}）" if domain else "")
+
+
+@bp.app_template_filter("province")
+def province_name(slug: str | None) -> str:
+    """A province's name, or 全国 for none; the names are read once a request."""
+    if slug is None:
+        return NATIONWIDE
+    if "province_names" not in g:
+        g.province_names = dict(db.session.execute(sa.select(Province.slug, Province.name)).all())
+    return g.province_names.get(slug, slug)
+
+
+@bp.app_template_filter("scope")
+def scope(value: str) -> str:
+    return SCOPE_LABELS.get(value, value)
+
+
+@bp.app_template_filter("action")
+def action(value: str) -> str:
+    return ACTION_LABELS.get(value, value)
+
+
+@bp.app_template_filter("audit_target")
+def audit_target(value: str) -> str:
+    """An audit entry's target, its kind in Chinese ("备案 3f…", "接入商 2")."""
+    for kind, label in AUDIT_TARGET_KINDS.items():
+        if value == kind or value.startswith(kind + " "):
+            value = label + value.removeprefix(kind)
+            break
+    return value.replace(" phone ", f" {AUDIT_TARGET_PHONE} ")
+
+
+@bp.app_template_filter("secret")
+def secret(value: str) -> str:
+    return SECRET_LABELS.get(value, value)
 
 
 bp.add_app_template_filter(mask_phone, "masked_phone")

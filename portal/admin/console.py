@@ -5,21 +5,32 @@ Queries here name no province: the tenant filter (portal/admin/tenancy.py) adds 
 
 import csv
 import io
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
+from sqlalchemy.orm import defer, selectinload
 from wtforms.fields.choices import SelectChoice
 
 from portal import audit, jobs, review
-from portal.admin import bp
+from portal.admin import ROW_ID, bp, shanghai
 from portal.admin.forms import FilingSearchForm, ReasonForm
-from portal.api.description import describe
-from portal.clock import SHANGHAI, shanghai_date, utcnow
+from portal.admin.tenancy import serve_as
+from portal.clock import SHANGHAI, iso_shanghai, shanghai_date, utcnow
 from portal.delivery.gateways import RECEIPT_FORMATS
 from portal.extensions import db
-from portal.messages import CONSOLE
+from portal.messages import CONSOLE, NOTIFICATION
 from portal.models import (
     AuditEntry,
     Event,
@@ -32,10 +43,29 @@ from portal.models import (
     Verification,
     VerifyAttempt,
 )
+from portal.protection.personal_data import mask_phone
 from portal.resend import resend_verification
 
 PAGE_SIZE = 25
+# Deeper than this, a search is better narrowed; and the offset stays a small number.
+MAX_PAGE = 100_000
 CSV_LIMIT = 50_000
+# Filings read per query while the export streams: memory stays the same however many there are.
+CSV_PAGE = 500
+CSV_COLUMNS = [
+    "id",
+    "reference",
+    "province",
+    "type",
+    "status",
+    "return_reason",
+    "created_at",
+    "deadline",
+    "provider",
+    "phones",
+]
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CLOSE_TO_DEADLINE = timedelta(hours=2)
 # A text sent this long ago without a receipt is shown on the dashboard.
 RECEIPT_OVERDUE = timedelta(minutes=10)
@@ -127,7 +157,7 @@ def _shanghai_midnight(day) -> datetime:
 @bp.get("/filings")
 def filings():
     form = _search_form()
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = _requested_page()
     statement = _search(form)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(statement.subquery()))
     rows = db.session.scalars(
@@ -136,58 +166,111 @@ def filings():
         .offset((page - 1) * PAGE_SIZE)
     ).all()
     template = "admin/_filings_table.html" if _htmx() else "admin/filings.html"
-    context = {"form": form, "rows": rows, "page": page, "total": total, "page_size": PAGE_SIZE}
+    context = {
+        "form": form,
+        "rows": rows,
+        "page": page,
+        "total": total,
+        "page_size": PAGE_SIZE,
+        "search_args": _search_args(form),
+    }
     return render_template(template, **context), 200, {"Vary": "HX-Request"}
 
 
 @bp.get("/filings.csv")
 def filings_csv():
     form = _search_form()
-    rows = db.session.scalars(_search(form).order_by(Filing.created_at).limit(CSV_LIMIT))
-    sink = io.StringIO()
-    writer = csv.writer(sink)
-    writer.writerow(
-        [
-            "id",
-            "reference",
-            "province",
-            "type",
-            "status",
-            "return_reason",
-            "created_at",
-            "deadline",
-            "provider",
-            "phones",
-        ]
+    audit.record(
+        current_user,
+        "export_csv",
+        "filings",
+        utcnow(),
+        province_slug=current_user.province_slug,
+        after={"search": _audited(_search_args(form))},
     )
-    for filing in rows:
-        described = describe(filing)
-        writer.writerow(
-            [
-                described.id,
-                described.reference,
-                described.province,
-                described.type,
-                described.status,
-                described.return_reason or "",
-                described.created_at,
-                described.deadline or "",
-                filing.provider_id,
-                " ".join(v.phone for v in described.verifications),
-            ]
-        )
+    db.session.commit()
     return Response(
-        "\ufeff" + sink.getvalue(),
+        stream_with_context(_csv_lines(_search(form), current_user.province_slug)),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=filings.csv"},
     )
 
 
+def _audited(search: dict[str, str]) -> dict[str, str]:
+    """The search as the audit log keeps it: a phone number masked, as everywhere in the log."""
+    return {**search, "phone": mask_phone(search["phone"])} if "phone" in search else search
+
+
+def _csv_lines(search: sa.Select, tenant: str | None) -> Iterator[str]:
+    """The export, oldest first, streamed.
+
+    A server reads the body after the request's teardown has left the tenant (Flask pushes
+    the contexts again only to stream): the export serves as the admin's province again.
+    """
+    serve_as(tenant)
+    yield "\ufeff" + _csv_line(CSV_COLUMNS)
+    for page in _pages_by_age(search):
+        for filing in page:
+            yield _csv_line(_csv_cells(filing))
+
+
+def _pages_by_age(search: sa.Select) -> Iterator[list[Filing]]:
+    """The search's filings (at most CSV_LIMIT), CSV_PAGE at a time with their verifications:
+    one query (and its eager load) a page, however many filings there are."""
+    by_age = search.options(
+        defer(Filing.content),  # the export shows none of it
+        selectinload(Filing.verifications),
+    ).order_by(Filing.created_at, Filing.id)
+    statement, left = by_age, CSV_LIMIT
+    while left > 0:
+        page = db.session.scalars(statement.limit(min(CSV_PAGE, left))).all()
+        yield page
+        if len(page) < CSV_PAGE:
+            return
+        left -= len(page)
+        last = (page[-1].created_at, page[-1].id)
+        statement = by_age.where(sa.tuple_(Filing.created_at, Filing.id) > last)
+
+
+def _csv_cells(filing: Filing) -> list:
+    """The filing as the API shows it, less what needs more queries (each text's delivery)."""
+    return [
+        filing.id,
+        filing.reference,
+        filing.province_slug,
+        filing.type,
+        filing.status,
+        filing.return_reason or "",
+        iso_shanghai(filing.created_at),
+        iso_shanghai(filing.deadline) or "",
+        filing.provider_id,
+        " ".join(mask_phone(v.phone) for v in filing.verifications),
+    ]
+
+
+def _csv_line(cells: list) -> str:
+    sink = io.StringIO()
+    csv.writer(sink).writerow([_neutralised(str(cell)) for cell in cells])
+    return sink.getvalue()
+
+
+def _neutralised(cell: str) -> str:
+    """A cell a spreadsheet would run as a formula, made text by a leading apostrophe."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def _requested_page() -> int:
+    """`?page=`: not a number reads as the first page; out of range is a bad request."""
+    page = request.args.get("page", 1, type=int)
+    if not 1 <= page <= MAX_PAGE:
+        abort(400)
+    return page
+
+
 def _search_form() -> FilingSearchForm:
     form = FilingSearchForm(request.args)
     form.provider.choices = [SelectChoice("", "全部")] + [
-        SelectChoice(str(p.id), p.name)
-        for p in db.session.scalars(sa.select(Provider).order_by(Provider.name))
+        SelectChoice(str(p.id), p.name) for p in _providers_in_view()
     ]
     form.province.choices = [SelectChoice("", "全部")] + [
         SelectChoice(p.slug, p.name)
@@ -197,16 +280,28 @@ def _search_form() -> FilingSearchForm:
     return form
 
 
+def _providers_in_view() -> list[Provider]:
+    """A national admin sees every provider; a province admin those that filed there (the
+    tenant filter narrows the filings)."""
+    statement = sa.select(Provider).order_by(Provider.name)
+    if not current_user.national:
+        statement = statement.where(Provider.id.in_(sa.select(Filing.provider_id)))
+    return db.session.scalars(statement).all()
+
+
+def _search_args(form: FilingSearchForm) -> dict[str, str]:
+    """The search as given, for links to its other pages and its export: only the form's own
+    fields (`?endpoint=` or `?_external=` must not reach `url_for`)."""
+    return {name: value for name, value in request.args.items() if name in form and value}
+
+
 def _search(form: FilingSearchForm) -> sa.Select:
     statement = sa.select(Filing)
     value = {field.name: field.data for field in form if not field.errors}
     if value.get("reference"):
         statement = statement.where(Filing.reference == value["reference"].strip())
     if value.get("phone"):
-        by_phone = sa.select(Verification.filing_id).where(
-            Verification.phone == value["phone"].strip()
-        )
-        statement = statement.where(Filing.id.in_(by_phone))
+        statement = statement.where(Filing.id.in_(_filings_with_phone(value["phone"].strip())))
     if value.get("status"):
         statement = statement.where(Filing.status == value["status"])
     if value.get("provider"):
@@ -219,6 +314,10 @@ def _search(form: FilingSearchForm) -> sa.Select:
         end = _shanghai_midnight(value["created_to"]) + timedelta(days=1)
         statement = statement.where(Filing.created_at < end)
     return statement
+
+
+def _filings_with_phone(phone: str) -> sa.Select:
+    return sa.select(Verification.filing_id).where(Verification.phone == phone)
 
 
 @bp.get("/filings/<filing_id>")
@@ -261,11 +360,23 @@ def _timeline(filing: Filing) -> list[dict]:
             }
         )
     for event in db.session.scalars(sa.select(Event).where(Event.filing_id == filing.id)):
-        entries.append({"at": event.occurred_at, "what": "event", "event": event})
+        entries.append(
+            {"at": event.occurred_at, "what": "event", "event": event, "told": _told(event)}
+        )
     return sorted(entries, key=lambda entry: entry["at"])
 
 
-@bp.post("/filings/<filing_id>/verifications/<int:verification_id>/resend")
+def _told(event: Event) -> str:
+    """How far the provider was told of a status change."""
+    if event.delivered_at:
+        return NOTIFICATION["delivered"].format(at=shanghai(event.delivered_at))
+    if event.next_attempt_at:
+        return NOTIFICATION["pending"].format(at=shanghai(event.next_attempt_at))
+    # The job posts nothing, and stops, for a provider without a callback URL.
+    return NOTIFICATION["gave_up" if event.deliveries else "no_callback"]
+
+
+@bp.post(f"/filings/<filing_id>/verifications/<{ROW_ID}:verification_id>/resend")
 def resend(filing_id: str, verification_id: int):
     found = _filing_or_404(filing_id)
     verification = db.session.scalar(
@@ -323,7 +434,7 @@ def decide(filing_id: str, decision: str):
 
 @bp.get("/audit")
 def audit_log():
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = _requested_page()
     entries = db.session.scalars(
         sa.select(AuditEntry)
         .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())

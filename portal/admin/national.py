@@ -6,7 +6,7 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from portal import accounts, audit, providers
-from portal.admin import bp, national_only
+from portal.admin import ROW_ID, bp, national_only
 from portal.admin.forms import AccountForm, CallbackForm, ProviderForm, RolloutForm, RuleForm
 from portal.clock import utcnow
 from portal.extensions import db
@@ -113,7 +113,9 @@ def provider_list():
     )
 
 
-@bp.post("/providers/<int:provider_id>/<any(rotate_key, rotate_secret, toggle, callback):action>")
+@bp.post(
+    f"/providers/<{ROW_ID}:provider_id>/<any(rotate_key, rotate_secret, toggle, callback):action>"
+)
 @national_only
 def provider_action(provider_id: int, action: str):
     provider = db.get_or_404(Provider, provider_id)
@@ -181,7 +183,7 @@ def account_list():
     )
 
 
-@bp.post("/accounts/<int:admin_id>/<any(reset_2fa, toggle):action>")
+@bp.post(f"/accounts/<{ROW_ID}:admin_id>/<any(reset_2fa, toggle):action>")
 @national_only
 def account_action(admin_id: int, action: str):
     admin = db.get_or_404(Admin, admin_id)

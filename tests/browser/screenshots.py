@@ -135,6 +135,9 @@ def admin_pages(browser: Browser, portal: LivePortal) -> None:
     shoot(page, "admin-filing")
     page.get_by_role("link", name="开通设置").click()
     shoot(page, "admin-rollout")
+    assert page.request.get("/admin/filings.csv?phone=" + PHONE_A).ok
+    page.get_by_role("link", name="操作日志").click()
+    shoot(page, "admin-audit")
     page.context.close()
 
 
