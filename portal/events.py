@@ -23,7 +23,6 @@ _POSTGRESQL_ISO = """to_char({0} + interval '8 hours', CASE WHEN mod(extract(mic
 _SQLITE_ISO = """strftime('%Y-%m-%dT%H:%M:%S', substr({0}, 1, 19), '+8 hours')
     || CASE WHEN substr({0}, 21, 6) IN ('', '000000') THEN '' ELSE substr({0}, 20, 7) END
     || '+08:00'"""
-_MASKED_PHONE = "substr(v.phone, 1, 3) || '****' || substr(v.phone, length(v.phone) - 3)"
 
 _INSERT = """
 INSERT INTO events (id, filing_id, provider_id, type, occurred_at, next_attempt_at, attempts, payload)
@@ -42,7 +41,7 @@ _STATEMENTS = {
         object="json_build_object",
         created_at=_POSTGRESQL_ISO.format("f.created_at"),
         deadline=_POSTGRESQL_ISO.format("f.deadline"),
-        verifications=f"""SELECT coalesce(json_agg(json_build_object('phone', {_MASKED_PHONE},
+        verifications="""SELECT coalesce(json_agg(json_build_object('phone', v.phone_masked,
             'roles', v.roles, 'status', v.status) ORDER BY v.id), '[]'::json)
             FROM verifications v WHERE v.filing_id = f.id""",
     ),
@@ -52,7 +51,7 @@ _STATEMENTS = {
         created_at=_SQLITE_ISO.format("f.created_at"),
         deadline=_SQLITE_ISO.format("f.deadline"),
         # SQLite aggregates rows in the order its subquery gives them.
-        verifications=f"""SELECT json_group_array(json_object('phone', {_MASKED_PHONE},
+        verifications="""SELECT json_group_array(json_object('phone', v.phone_masked,
             'roles', json(v.roles), 'status', v.status))
             FROM (SELECT * FROM verifications WHERE filing_id = f.id ORDER BY id) v""",
     ),

@@ -24,7 +24,7 @@ from portal import monitoring, webhooks
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
-from portal.protection import sealing
+from portal.protection.personal_data import verification_code, verification_phone
 from portal.sms import code_text
 
 log = logging.getLogger(__name__)
@@ -246,8 +246,9 @@ def _send_all(
     for message in messages:
         verification = message.verification
         province = provinces[verification.province_slug]
-        code = sealing.unseal(verification.code_sealed)
-        texts.append((verification.phone, code_text(province, code, base_url), f"sms-{message.id}"))
+        code = verification_code(verification)
+        text = code_text(province, code, base_url)
+        texts.append((verification_phone(verification), text, f"sms-{message.id}"))
 
     def send(text: tuple[str, str, str]) -> Exception | None:
         try:

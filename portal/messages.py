@@ -65,6 +65,10 @@ CONSOLE = {
     "secret_rotated": "新的 Webhook 密钥只显示这一次。",
     "account_created": "账号已创建。",
     "unlocked": "账号已解锁。",
+    "personal_data_erased": (
+        "该备案办结已超过个人信息保存期限，负责人的姓名和手机号码已于 {date} 按保存期限规定删除，"
+        "仅保留脱敏信息。"
+    ),
 }
 
 # How statuses and kinds read in the console.

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.filings import change_status, lock
 from portal.models import Filing, FilingStatus, FilingType, Record
+from portal.protection.personal_data import filing_principals, sealed_record_phone
 
 
 class NotUnderReview(Exception):
@@ -27,11 +28,14 @@ def approve(filing: Filing, note: str, now: datetime) -> None:
     if filing.type in REMOVES_FROM_RECORD:
         db.session.execute(sa.delete(Record).where(Record.domain.in_(domains)))
         return
-    for site in filing.content.get("websites", []):
+    principals = filing_principals(filing)
+    for site, principal in zip(
+        filing.content.get("websites", []), principals["websites"], strict=True
+    ):
         db.session.merge(
             Record(
                 domain=site["domain"],
-                principal_phone=site["principal"]["phone"],
+                **sealed_record_phone(site["domain"], principal["phone"]),
                 filing_id=filing.id,
                 recorded_at=now,
             )

@@ -10,6 +10,8 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from portal.protection.sealing import SUITES
+
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
 ENVIRONMENTS = ("development", "production")
 
@@ -37,6 +39,8 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         "PRODUCTION": production,
         "SECRET_KEY": secret_key,
         "DATA_KEYS": data_keys(environ.get("DATA_KEY"), secret_key),
+        "CRYPTO_SUITE": crypto_suite(environ.get("CRYPTO_SUITE")),
+        "PERSONAL_DATA_RETENTION_DAYS": _count(environ, "PERSONAL_DATA_RETENTION_DAYS", "30"),
         "SQLALCHEMY_DATABASE_URI": database_url(
             environ.get("DATABASE_URL") or f"sqlite:///{instance / 'portal.sqlite3'}"
         ),
@@ -70,8 +74,16 @@ def data_keys(value: str | None, secret_key: str) -> tuple[str, ...]:
     return keys
 
 
-def _count(environ: Mapping[str, str], name: str) -> int:
-    value = environ.get(name) or "0"
+def crypto_suite(value: str | None) -> str:
+    """Personal data is sealed under `standard` or `sm` (SPEC §10); nothing else starts."""
+    suite = value or "standard"
+    if suite not in SUITES:
+        raise SettingsError(f"CRYPTO_SUITE is standard or sm, not {suite!r}")
+    return suite
+
+
+def _count(environ: Mapping[str, str], name: str, default: str = "0") -> int:
+    value = environ.get(name) or default
     if not value.isdigit():
         raise SettingsError(f"{name} is a whole number, not {value!r}")
     return int(value)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Verification
-from portal.protection import sealing
+from portal.protection.personal_data import verification_code, verification_phone
 from portal.protection.redacted_logs import redact
 from portal.sms import HttpBackend
 from tests.factories import CAPTCHA, ID_A, ID_B, form_fields, new_filing_body
@@ -87,7 +87,8 @@ def test_a_whole_journey_logs_no_secret(journey_env, app, client, provider, capl
     assert all("核验码为******" in line for line in console_lines)
 
     codes = {
-        v.phone: sealing.unseal(v.code_sealed) for v in db.session.scalars(sa.select(Verification))
+        verification_phone(v): verification_code(v)
+        for v in db.session.scalars(sa.select(Verification))
     }
     fields = form_fields(client.get("/tianjin/verify").get_data(as_text=True))
     values = {"code": codes[PHONE_A], "phone": PHONE_A, "id_last6": ID_A_LAST6}

@@ -16,7 +16,6 @@ from flask_login import LoginManager, current_user
 from portal.admin.tenancy import serve_as
 from portal.clock import SHANGHAI
 from portal.messages import CONSOLE, LABELS, ROLE_LABELS, Outcome
-from portal.protection.personal_data import mask_phone
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 login_manager = LoginManager()
@@ -73,9 +72,6 @@ def outcome_message(name: str) -> str:
 def role(value: str) -> str:
     part, _, domain = value.partition(":")
     return ROLE_LABELS[part] + (f"（{domain}）" if domain else "")
-
-
-bp.add_app_template_filter(mask_phone, "masked_phone")
 
 
 from portal.admin import auth, console, national  # noqa: E402, F401  (their routes join bp)

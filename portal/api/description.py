@@ -5,7 +5,6 @@ holds the two equal)."""
 from portal.api.schemas import EventOut, FilingOut, VerificationOut, WebhookAttemptOut
 from portal.clock import iso_shanghai
 from portal.models import Event, Filing
-from portal.protection.personal_data import mask_phone
 
 
 def describe(filing: Filing) -> FilingOut:
@@ -19,7 +18,7 @@ def describe(filing: Filing) -> FilingOut:
         created_at=iso_shanghai(filing.created_at),
         deadline=iso_shanghai(filing.deadline),
         verifications=[
-            VerificationOut(phone=mask_phone(v.phone), roles=v.roles, status=v.status)
+            VerificationOut(phone=v.phone_masked, roles=v.roles, status=v.status)
             for v in filing.verifications
         ],
     )
