@@ -95,6 +95,9 @@ def test_a_sealed_value_opens_only_for_its_own_row_unaltered_and_with_its_key(ap
     altered = token.rsplit(".", 1)[0] + "." + base64.urlsafe_b64encode(nonce + flipped).decode()
     with pytest.raises(sealing.Unsealable):
         sealing.unseal(altered, "verifications.phone_sealed:F1")
+    for garbage in (f"standard.{sealing.key_id('test-secret')}.not*base64", "plain", ""):
+        with pytest.raises(sealing.Unsealable):
+            sealing.unseal(garbage, "verifications.phone_sealed:F1")
     app.config["DATA_KEYS"] = ("another-key",)
     with pytest.raises(sealing.Unsealable, match="DATA_KEY does not hold"):
         sealing.unseal(token, "verifications.phone_sealed:F1")

@@ -125,12 +125,12 @@ def unseal(token: str, bound_to: str = "") -> str:
     key = next((key for key in _keys() if key_id(key) == named), None)
     if key is None:
         raise Unsealable(f"sealed under key {named}, which DATA_KEY does not hold")
-    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         opened = _decrypt(
             suite, key, raw[:NONCE_BYTES], raw[NONCE_BYTES:], f"{suite}:{bound_to}".encode()
         )
-    except InvalidTag as error:
+    except (InvalidTag, ValueError) as error:  # ValueError: not base64, or too short
         raise Unsealable("altered, or sealed for another row") from error
     return opened.decode()
 
