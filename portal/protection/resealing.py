@@ -58,38 +58,47 @@ def reseal(batch: int) -> dict[str, int]:
 
 
 def _reseal_column(sealed: SealedColumn, batch: int) -> int:
-    done = 0
-    while rows := _stale(sealed, batch):
-        for primary_key, row_key, token in rows:
-            _reseal_row(sealed, primary_key, row_key, token)
+    """In primary-key order, so each row is read once however many batches there are."""
+    done, last = 0, None
+    while rows := _stale(sealed, batch, last):
+        db.session.execute(_update(sealed), [_resealed(sealed, *row) for row in rows])
         db.session.commit()
         done += len(rows)
+        last = rows[-1][0]
     return done
 
 
-def _stale(sealed: SealedColumn, batch: int) -> list[sa.Row]:
+def _stale(sealed: SealedColumn, batch: int, after) -> list[sa.Row]:
     """Values sealed under another suite or key; an erased value (None) is left alone."""
-    return db.session.execute(
+    statement = (
         sa.select(sealed.primary_key, sealed.row_key, sealed.column)
         .where(sealed.column.is_not(None), sealed.column.not_like(f"{sealing.header()}%"))
+        .order_by(sealed.primary_key)
         .limit(batch)
-    ).all()
+    )
+    if after is not None:
+        statement = statement.where(sealed.primary_key > after)
+    return db.session.execute(statement).all()
 
 
-def _reseal_row(sealed: SealedColumn, primary_key, row_key: str, token: str) -> None:
+def _update(sealed: SealedColumn) -> sa.Update:
+    """Unless the value changed meanwhile (erased, say): then the row is left as it is."""
+    table = sealed.column.class_.__table__
+    return sa.update(table).where(
+        table.c[sealed.primary_key.key] == sa.bindparam("_primary_key"),
+        table.c[sealed.column.key] == sa.bindparam("_token"),
+    )
+
+
+def _resealed(sealed: SealedColumn, primary_key, row_key: str, token: str) -> dict:
     place = sealing.place(sealed.column, row_key)
     try:
         value = sealing.unseal(token, place)
     except sealing.Unsealable as error:
         raise sealing.Unsealable(f"{place}: {error}") from error
-    values = {sealed.column.key: sealing.seal(value, place)}
+    values = {"_primary_key": primary_key, "_token": token}
+    values[sealed.column.key] = sealing.seal(value, place)
     if sealed.digest:
         column, purpose = sealed.digest
         values[column.key] = sealing.digest(purpose, value)
-    # Unless it changed meanwhile (erased, say): the next batch reads it again.
-    db.session.execute(
-        sa.update(sealed.column.class_)
-        .where(sealed.primary_key == primary_key, sealed.column == token)
-        .values(values)
-        .execution_options(synchronize_session=False)
-    )
+    return values

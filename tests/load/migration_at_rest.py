@@ -50,7 +50,7 @@ def principal(name: str, phone: str) -> dict:
     }
 
 
-def old_rows(index: int, code_sealed: str) -> dict[str, list[dict]]:
+def old_rows(index: int, sealer: Fernet) -> dict[str, list[dict]]:
     filing_id = uuid.uuid4().hex
     approved = index % 2 == 0
     phones = (f"139{index:08d}", f"138{index:08d}")
@@ -69,11 +69,13 @@ def old_rows(index: int, code_sealed: str) -> dict[str, list[dict]]:
         }],
         "verifications": [{
             "filing_id": filing_id, "province_slug": "tianjin", "phone": phone,
-            "roles": json.dumps([role]), "code_digest": uuid.uuid4().hex, "code_sealed": code_sealed,
+            "roles": json.dumps([role]), "code_digest": uuid.uuid4().hex,
+            # Live codes are unique per province: one a verification, as in a real database.
+            "code_sealed": sealer.encrypt(f"{2 * index + number:06d}".encode()).decode(),
             "id_digest": "d" * 64, "id_masked": "110***********002X",
             "status": "verified" if approved else "pending", "wrong_id_count": 0, "resend_count": 0,
             "noon_resend_at": NOW, "noon_resent": False,
-        } for phone, role in zip(phones, ("entity", f"website:{domain}"), strict=True)],
+        } for number, (phone, role) in enumerate(zip(phones, ("entity", f"website:{domain}"), strict=True))],
         "records": [],
         "events": [],
     }  # fmt: skip
@@ -103,9 +105,8 @@ def load(count: int) -> None:
             ),
             {"digest": "k" * 64, "secret": "old-secret", "now": NOW},
         )
-    # Fernet makes each seal different; one per chunk is what converting costs the same.
+    sealer = fernet()
     for start in range(0, count, CHUNK):
-        sealed = fernet().encrypt(f"{start % 1_000_000:06d}".encode()).decode()
         batch: dict[str, list[dict]] = {
             "filings": [],
             "verifications": [],
@@ -113,7 +114,7 @@ def load(count: int) -> None:
             "events": [],
         }
         for index in range(start, min(start + CHUNK, count)):
-            for table, rows in old_rows(index, sealed).items():
+            for table, rows in old_rows(index, sealer).items():
                 batch[table] += rows
         with db.engine.begin() as connection:
             for table, rows in batch.items():
