@@ -17,7 +17,7 @@ from portal.clock import SHANGHAI, utcnow
 from portal.extensions import db
 from portal.messages import CONSOLE, Outcome
 from portal.models import Filing, Provider, Province, Record, Verification
-from portal.protection import sealing
+from portal.protection import resealing, sealing
 from portal.protection.personal_data import (
     mask_id,
     phone_digest,
@@ -327,3 +327,23 @@ def test_the_console_says_the_data_was_erased_and_still_finds_the_filing_by_phon
     assert "139****0001" in page and "120***************" in page
     found = client.get(f"/admin/filings?phone={PHONE_A}").get_data(as_text=True)
     assert "R-CONSOLE" in found
+
+
+def test_reseal_never_brings_back_a_value_erased_while_it_ran(app, submit_filing, monkeypatch):
+    submit_filing()
+    app.config["CRYPTO_SUITE"] = "sm"
+    opened = sealing.unseal
+    calls = []
+
+    def erased_meanwhile(token: str, place: str) -> str:
+        """The first value opened: both phones are erased before the batch is written."""
+        if not calls:
+            db.session.execute(sa.update(Verification).values(phone_sealed=None))
+        calls.append(place)
+        return opened(token, place)
+
+    monkeypatch.setattr(sealing, "unseal", erased_meanwhile)
+    counts = resealing.reseal(1000)
+
+    assert counts["verifications.phone_sealed"] == 2, "both were read as stale"
+    assert db.session.scalars(sa.select(Verification.phone_sealed)).all() == [None, None]
