@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from portal.protection.sealing import SUITES
+from portal.protection import sealing
 
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
 ENVIRONMENTS = ("development", "production")
@@ -77,8 +77,10 @@ def data_keys(value: str | None, secret_key: str) -> tuple[str, ...]:
 def crypto_suite(value: str | None) -> str:
     """Personal data is sealed under `standard` or `sm` (SPEC §10); nothing else starts."""
     suite = value or "standard"
-    if suite not in SUITES:
+    if suite not in sealing.SUITES:
         raise SettingsError(f"CRYPTO_SUITE is standard or sm, not {suite!r}")
+    if reason := sealing.unavailable(suite):
+        raise SettingsError(f"CRYPTO_SUITE={suite} cannot run on this OpenSSL: {reason}")
     return suite
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -106,6 +107,16 @@ def test_a_sealed_value_opens_only_for_its_own_row_unaltered_and_with_its_key(ap
 def test_an_unknown_suite_refuses_to_start(env):
     with pytest.raises(SettingsError, match="CRYPTO_SUITE"):
         create_app({**env, "CRYPTO_SUITE": "aes"})
+
+
+def test_a_suite_this_openssl_lacks_refuses_to_start(env, monkeypatch):
+    def no_sm4(key):
+        raise UnsupportedAlgorithm("SM4 is not supported by this backend")
+
+    monkeypatch.setattr(sealing.algorithms, "SM4", no_sm4)
+    with pytest.raises(SettingsError, match="CRYPTO_SUITE=sm cannot run on this OpenSSL"):
+        create_app({**env, "CRYPTO_SUITE": "sm"})
+    assert create_app({**env, "CRYPTO_SUITE": "standard"}).config["CRYPTO_SUITE"] == "standard"
 
 
 def test_the_suite_is_standard_unless_set(env):

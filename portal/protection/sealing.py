@@ -18,7 +18,7 @@ import functools
 import os
 import secrets
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,6 +31,16 @@ TAG_BYTES = 16
 
 class Unsealable(Exception):
     """A sealed value this process cannot open: unknown suite or key, or altered or moved."""
+
+
+def unavailable(suite: str) -> str | None:
+    """Why this OpenSSL cannot run the suite (some builds leave SM4 or SM3 out), or None."""
+    try:
+        _mac(suite, b"probe", b"")
+        _encrypt(suite, "probe", bytes(NONCE_BYTES), b"", b"")
+    except UnsupportedAlgorithm as error:
+        return str(error)
+    return None
 
 
 def _mac(suite: str, key: bytes, data: bytes) -> bytes:
