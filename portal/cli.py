@@ -14,6 +14,7 @@ from portal import accounts, demo, jobs, providers, two_factor
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Admin
+from portal.protection import resealing, sealing
 
 providers_cli = AppGroup("providers", help="Access providers.")
 
@@ -30,7 +31,9 @@ def create_provider(name: str, callback_url: str | None) -> None:
         db.session.rollback()
         raise click.ClickException(f"a provider named {name!r} already exists") from error
     click.echo(f"created provider {provider.id} {provider.name}")
-    click.echo(json.dumps({"api_key": api_key, "webhook_secret": provider.webhook_secret}))
+    click.echo(
+        json.dumps({"api_key": api_key, "webhook_secret": providers.webhook_secret(provider)})
+    )
 
 
 @click.command("demo")
@@ -138,6 +141,23 @@ def cron() -> None:
     scheduler.start()
 
 
+data_cli = AppGroup("data", help="Personal data at rest.")
+
+
+@data_cli.command("reseal")
+@click.option("--batch", default=1000, show_default=True, help="Rows per transaction.")
+def reseal(batch: int) -> None:
+    """Seal every value not yet under the current CRYPTO_SUITE and key again (after a key
+    rotation or a suite switch); prints the counts per column as JSON."""
+    if batch < 1:
+        raise click.BadParameter("at least 1", param_hint="--batch")
+    try:
+        counts = resealing.reseal(batch)
+    except sealing.Unsealable as error:
+        raise click.ClickException(f"cannot open {error}; is every key in DATA_KEY?") from error
+    click.echo(json.dumps(counts))
+
+
 def _queue() -> Queue:
     queue = current_app.extensions.get("rq_queue")
     if queue is None:
@@ -146,5 +166,5 @@ def _queue() -> Queue:
 
 
 def register(app: Flask) -> None:
-    for command in (providers_cli, admins_cli, load_demo, sweep, worker, cron):
+    for command in (providers_cli, admins_cli, data_cli, load_demo, sweep, worker, cron):
         app.cli.add_command(command)

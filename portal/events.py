@@ -23,7 +23,6 @@ _POSTGRESQL_ISO = """to_char({0} + interval '8 hours', CASE WHEN mod(extract(mic
 _SQLITE_ISO = """strftime('%Y-%m-%dT%H:%M:%S', substr({0}, 1, 19), '+8 hours')
     || CASE WHEN substr({0}, 21, 6) IN ('', '000000') THEN '' ELSE substr({0}, 20, 7) END
     || '+08:00'"""
-_MASKED_PHONE = "substr(v.phone, 1, 3) || '****' || substr(v.phone, length(v.phone) - 3)"
 # The state of the latest text to the phone (`portal.api.description.latest_deliveries`).
 _DELIVERY = """(SELECT coalesce(m.delivery, m.status) FROM sms_messages m
     WHERE m.verification_id = v.id ORDER BY m.id DESC LIMIT 1)"""
@@ -45,7 +44,7 @@ _STATEMENTS = {
         object="json_build_object",
         created_at=_POSTGRESQL_ISO.format("f.created_at"),
         deadline=_POSTGRESQL_ISO.format("f.deadline"),
-        verifications=f"""SELECT coalesce(json_agg(json_build_object('phone', {_MASKED_PHONE},
+        verifications=f"""SELECT coalesce(json_agg(json_build_object('phone', v.phone_masked,
             'roles', v.roles, 'status', v.status, 'delivery', {_DELIVERY}) ORDER BY v.id), '[]'::json)
             FROM verifications v WHERE v.filing_id = f.id""",
     ),
@@ -55,7 +54,7 @@ _STATEMENTS = {
         created_at=_SQLITE_ISO.format("f.created_at"),
         deadline=_SQLITE_ISO.format("f.deadline"),
         # SQLite aggregates rows in the order its subquery gives them.
-        verifications=f"""SELECT json_group_array(json_object('phone', {_MASKED_PHONE},
+        verifications=f"""SELECT json_group_array(json_object('phone', v.phone_masked,
             'roles', json(v.roles), 'status', v.status, 'delivery', {_DELIVERY}))
             FROM (SELECT * FROM verifications WHERE filing_id = f.id ORDER BY id) v""",
     ),

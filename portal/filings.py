@@ -2,6 +2,7 @@
 
 import json
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,7 +29,18 @@ from portal.models import (
     VerificationStatus,
 )
 from portal.protection import sealing
-from portal.protection.personal_data import id_last6_digest, mask_id, mask_phone
+from portal.protection.personal_data import (
+    id_last6_digest,
+    mask_id,
+    mask_phone,
+    phone_matches,
+    seal_code,
+    seal_principals,
+    sealed_phone,
+)
+
+# A filing in one of these is done with: the retention period runs from then (SPEC §10).
+FINAL_STATUSES = (FilingStatus.APPROVED, FilingStatus.REJECTED, FilingStatus.RETURNED)
 
 # The parts of a filing whose principals are checked, by type (SPEC §3).
 CHECKED_PARTS = {
@@ -92,14 +104,18 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
     if data.type == FilingType.NEW_ACCESS:
         _check_against_records(data)
     checked = bool(people) and province.is_live(now) and _type_is_checked(data.type)
+    filing_id = uuid.uuid4().hex
+    content, principals = _stored_content(data)
     filing = Filing(
+        id=filing_id,
         provider_id=provider.id,
         reference=data.reference,
         province_slug=province.slug,
         type=data.type,
         change_scope=data.change_scope,
-        content=_stored_content(data),
+        content=content,
         body_digest=sealing.digest(BODY_DIGEST_PURPOSE, body),
+        personal_data_sealed=seal_principals(filing_id, principals),
         created_at=now,
         status=FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
     )
@@ -175,12 +191,14 @@ def _check_against_records(data: FilingIn) -> None:
     domains = [site.domain for site in data.websites]
     on_record = dict(
         db.session.execute(
-            sa.select(Record.domain, Record.principal_phone).where(Record.domain.in_(domains))
+            sa.select(Record.domain, Record.principal_phone_digest).where(
+                Record.domain.in_(domains)
+            )
         ).all()
     )
     for index, site in enumerate(data.websites):
         recorded = on_record.get(site.domain)
-        if recorded is not None and recorded != site.principal.phone:
+        if recorded is not None and not phone_matches(recorded, site.principal.phone):
             raise IntakeError(
                 f"websites.{index}.principal.phone",
                 "phone_differs_from_record",
@@ -205,10 +223,10 @@ def _issue_codes(filing: Filing, people: list[Person]) -> list[Verification]:
         Verification(
             filing=filing,
             province_slug=filing.province_slug,
-            phone=person.phone,
+            **sealed_phone(filing.id, person.phone),
             roles=list(person.roles),
             code_digest=sealing.digest("code", code),
-            code_sealed=sealing.seal(code),
+            code_sealed=seal_code(filing.id, code),
             id_digest=id_last6_digest(person.id_number[-6:]),
             id_masked=mask_id(person.id_number),
             noon_resend_at=next_day_noon(filing.created_at),
@@ -270,28 +288,31 @@ def _codes_held(province_slug: str, codes: list[str]) -> set[str]:
     return {by_digest[digest] for digest in held}
 
 
-def _stored_content(data: FilingIn) -> dict:
-    """The filing as submitted, with each ID number kept only in masked form."""
+def _stored_content(data: FilingIn) -> tuple[dict, dict]:
+    """The filing as submitted with its principals' phones and IDs masked and no names; and
+    the principals' names and phones, in the same shape, to be sealed."""
 
-    def principal(p: Principal) -> dict:
+    def masked(p: Principal) -> dict:
         return {
-            "name": p.name,
-            "phone": p.phone,
+            "phone_masked": mask_phone(p.phone),
             "id_type": p.id_type,
             "id_masked": mask_id(p.id_number),
         }
 
+    def personal(p: Principal) -> dict:
+        return {"name": p.name, "phone": p.phone}
+
     content: dict = {"websites": []}
+    principals: dict = {"websites": []}
     if data.entity:
-        content["entity"] = {
-            "name": data.entity.name,
-            "principal": principal(data.entity.principal),
-        }
+        content["entity"] = {"name": data.entity.name, "principal": masked(data.entity.principal)}
+        principals["entity"] = personal(data.entity.principal)
     for site in data.websites:
         content["websites"].append(
-            {"domain": site.domain, "name": site.name, "principal": principal(site.principal)}
+            {"domain": site.domain, "name": site.name, "principal": masked(site.principal)}
         )
-    return content
+        principals["websites"].append(personal(site.principal))
+    return content, principals
 
 
 def awaits_codes(filing: Filing, now: datetime) -> bool:
@@ -314,6 +335,8 @@ def change_status(filing: Filing, status: FilingStatus, now: datetime, reason: s
     """Move a (locked) filing to a new status; its event is written in the same transaction."""
     filing.status = status
     filing.return_reason = reason
+    if status in FINAL_STATUSES:
+        filing.final_at = now
     db.session.flush()
     (event_id,) = events.record_status_changes([filing.id], now)
     jobs.after_commit(jobs.deliver_event, event_id)

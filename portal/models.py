@@ -121,7 +121,7 @@ class Provider(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(128), unique=True)
     api_key_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    webhook_secret: Mapped[str] = mapped_column(sa.String(128))
+    webhook_secret_sealed: Mapped[str] = mapped_column(sa.String(256))
     callback_url: Mapped[str | None] = mapped_column(sa.String(2048))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -133,6 +133,12 @@ class Filing(TenantOwned, db.Model):
         sa.UniqueConstraint("provider_id", "reference"),
         sa.Index("ix_filings_status_deadline", "status", "deadline"),
         sa.Index("ix_filings_province_created", "province_slug", "created_at"),
+        sa.Index(
+            "ix_filings_final_unerased",
+            "final_at",
+            sqlite_where=sa.text("personal_data_erased_at IS NULL"),
+            postgresql_where=sa.text("personal_data_erased_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
@@ -143,13 +149,19 @@ class Filing(TenantOwned, db.Model):
     change_scope: Mapped[str | None] = mapped_column(sa.String(16))
     status: Mapped[str] = mapped_column(sa.String(32))
     return_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    # As submitted, with masked phones and IDs and no principal's name: those are sealed in
+    # `personal_data_sealed` (SPEC §10), erased once the retention period is over.
     content: Mapped[dict] = mapped_column(sa.JSON)
     # A keyed digest of the body as submitted: a resubmission of the reference is compared
     # with it (null for filings taken in before it was kept).
     body_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    personal_data_sealed: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     review_note: Mapped[str | None] = mapped_column(sa.String(500))
+    # When it reached a final status; the retention period runs from then.
+    final_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    personal_data_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     province: Mapped[Province] = relationship()
     verifications: Mapped[list["Verification"]] = relationship(
@@ -162,7 +174,7 @@ class Verification(TenantOwned, db.Model):
 
     __tablename__ = "verifications"
     __table_args__ = (
-        sa.Index("ix_verifications_lookup", "province_slug", "phone", "code_digest"),
+        sa.Index("ix_verifications_lookup", "province_slug", "phone_digest", "code_digest"),
         sa.Index("ix_verifications_status_noon", "status", "noon_resend_at"),
         sa.Index(
             "uq_verifications_live_code",
@@ -177,10 +189,13 @@ class Verification(TenantOwned, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     filing_id: Mapped[str] = mapped_column(sa.ForeignKey("filings.id"), index=True)
     province_slug: Mapped[str] = mapped_column(sa.ForeignKey("provinces.slug"))
-    phone: Mapped[str] = mapped_column(sa.String(11))
+    # Sealed values are None once erased under the retention period.
+    phone_sealed: Mapped[str | None] = mapped_column(sa.String(128))
+    phone_digest: Mapped[str] = mapped_column(sa.String(64))
+    phone_masked: Mapped[str] = mapped_column(sa.String(16))
     roles: Mapped[list[str]] = mapped_column(sa.JSON)
     code_digest: Mapped[str] = mapped_column(sa.String(64))
-    code_sealed: Mapped[str] = mapped_column(sa.String(256))
+    code_sealed: Mapped[str | None] = mapped_column(sa.String(256))
     id_digest: Mapped[str] = mapped_column(sa.String(64))
     id_masked: Mapped[str] = mapped_column(sa.String(32))
     status: Mapped[str] = mapped_column(sa.String(16), default=VerificationStatus.PENDING)
@@ -287,7 +302,9 @@ class Record(db.Model):
     __tablename__ = "records"
 
     domain: Mapped[str] = mapped_column(sa.String(253), primary_key=True)
-    principal_phone: Mapped[str] = mapped_column(sa.String(11))
+    # Sealed as well as digested, so that `data reseal` can digest it under a new key.
+    principal_phone_sealed: Mapped[str] = mapped_column(sa.String(128))
+    principal_phone_digest: Mapped[str] = mapped_column(sa.String(64))
     filing_id: Mapped[str | None] = mapped_column(sa.ForeignKey("filings.id"))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

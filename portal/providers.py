@@ -1,4 +1,4 @@
-"""Access providers: their API keys (kept only as a digest) and webhook secrets."""
+"""Access providers: their API keys (kept only as a digest) and webhook secrets (sealed)."""
 
 import hashlib
 import re
@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Provider
+from portal.protection import sealing
 
 KEY_PREFIX = "bk_"
 KEY_BYTES = 32
@@ -26,7 +27,7 @@ def create(name: str, callback_url: str | None, now: datetime) -> tuple[Provider
     provider = Provider(
         name=name,
         api_key_digest=_key_digest(api_key),
-        webhook_secret=secrets.token_urlsafe(32),
+        webhook_secret_sealed=_sealed_secret(name, secrets.token_urlsafe(32)),
         callback_url=callback_url,
         created_at=now,
     )
@@ -53,5 +54,17 @@ def authenticate(api_key: str) -> Provider | None:
 
 
 def rotate_secret(provider: Provider) -> str:
-    provider.webhook_secret = secrets.token_urlsafe(32)
-    return provider.webhook_secret
+    secret = secrets.token_urlsafe(32)
+    provider.webhook_secret_sealed = _sealed_secret(provider.name, secret)
+    return secret
+
+
+def webhook_secret(provider: Provider) -> str:
+    return sealing.unseal(
+        provider.webhook_secret_sealed, sealing.place(Provider.webhook_secret_sealed, provider.name)
+    )
+
+
+def _sealed_secret(name: str, secret: str) -> str:
+    """Bound to the provider's name, which never changes and is known before the row's id."""
+    return sealing.seal(secret, sealing.place(Provider.webhook_secret_sealed, name))

@@ -17,14 +17,14 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
-from portal.protection.personal_data import id_last6_digests
+from portal.protection.personal_data import id_last6_digests, phone_digests
 
 
 def resend(province: Province, phone: str, id_last6: str, now: datetime) -> Outcome:
     pending = db.session.scalars(
         sa.select(Verification).where(
             Verification.province_slug == province.slug,
-            Verification.phone == phone,
+            Verification.phone_digest.in_(phone_digests(phone)),
             Verification.id_digest.in_(id_last6_digests(id_last6)),
             Verification.status == VerificationStatus.PENDING,
         )

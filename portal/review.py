@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.filings import change_status, lock
 from portal.models import Filing, FilingStatus, FilingType, Record, VerificationStatus
+from portal.protection.personal_data import sealed_record_phone, verification_phone
 
 
 class NotUnderReview(Exception):
@@ -33,14 +34,19 @@ def approve(filing: Filing, note: str, now: datetime) -> None:
         return
     for domain, phone in verified_website_phones(filing).items():
         db.session.merge(
-            Record(domain=domain, principal_phone=phone, filing_id=filing.id, recorded_at=now)
+            Record(
+                domain=domain,
+                **sealed_record_phone(domain, phone),
+                filing_id=filing.id,
+                recorded_at=now,
+            )
         )
 
 
 def verified_website_phones(filing: Filing) -> dict[str, str]:
     """Domain → its principal's phone, for the websites whose phone this filing verified."""
     return {
-        role.removeprefix("website:"): verification.phone
+        role.removeprefix("website:"): verification_phone(verification)
         for verification in filing.verifications
         if verification.status == VerificationStatus.VERIFIED
         for role in verification.roles

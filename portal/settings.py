@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from portal.protection import sealing
+
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL")
 # Who may read /metrics: the loopback addresses unless METRICS_ALLOW names others.
 METRICS_ALLOW = "127.0.0.0/8,::1"
@@ -64,6 +66,8 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         "PRODUCTION": production,
         "SECRET_KEY": secret_key,
         "DATA_KEYS": data_keys(environ.get("DATA_KEY"), secret_key),
+        "CRYPTO_SUITE": crypto_suite(environ.get("CRYPTO_SUITE")),
+        "PERSONAL_DATA_RETENTION_DAYS": _count(environ, "PERSONAL_DATA_RETENTION_DAYS", "30"),
         "SQLALCHEMY_DATABASE_URI": database_url(
             environ.get("DATABASE_URL") or f"sqlite:///{instance / 'portal.sqlite3'}"
         ),
@@ -140,8 +144,18 @@ def _redis_timeouts(environ: Mapping[str, str]) -> dict[str, float]:
     return {"socket_connect_timeout": seconds, "socket_timeout": seconds}
 
 
-def _count(environ: Mapping[str, str], name: str) -> int:
-    value = environ.get(name) or "0"
+def crypto_suite(value: str | None) -> str:
+    """Personal data is sealed under `standard` or `sm` (SPEC §10); nothing else starts."""
+    suite = value or "standard"
+    if suite not in sealing.SUITES:
+        raise SettingsError(f"CRYPTO_SUITE is standard or sm, not {suite!r}")
+    if reason := sealing.unavailable(suite):
+        raise SettingsError(f"CRYPTO_SUITE={suite} cannot run on this OpenSSL: {reason}")
+    return suite
+
+
+def _count(environ: Mapping[str, str], name: str, default: str = "0") -> int:
+    value = environ.get(name) or default
     if not value.isdigit():
         raise SettingsError(f"{name} is a whole number, not {value!r}")
     return int(value)

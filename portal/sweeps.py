@@ -1,13 +1,15 @@
-"""The periodic sweeps (SPEC §4): expiry and the noon resend, as set-based SQL.
+"""The periodic sweeps (SPEC §4, §10): expiry, the noon resend and the erasure of personal
+data past its retention period, as set-based SQL.
 
 Each statement claims its rows with `UPDATE … WHERE <still due> RETURNING`, so a
 sweep is idempotent and two sweeps running at once never act on a row twice.
 The rules never wait for a sweep: verify and resend check the deadline themselves.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask import current_app
 
 from portal import captchas, events, jobs, pruning, signin_throttle
 from portal.delivery import reroute
@@ -53,7 +55,7 @@ def _expire_chunk(now: datetime) -> list[str]:
         db.session.scalars(
             sa.update(Filing)
             .where(Filing.id.in_(chunk), due)
-            .values(status=FilingStatus.RETURNED, return_reason=ReturnReason.EXPIRED)
+            .values(status=FilingStatus.RETURNED, return_reason=ReturnReason.EXPIRED, final_at=now)
             .returning(Filing.id)
             .execution_options(synchronize_session=False)
         )
@@ -115,12 +117,58 @@ def noon_resend(now: datetime) -> list[int]:
     return message_ids
 
 
+# Filings whose personal data one statement erases.
+ERASE_CHUNK = 1_000
+
+
+def erase_personal_data(now: datetime) -> int:
+    """Erase the sealed names, phones and codes of every filing final for longer than the
+    retention period; masked forms and digests stay. Returns how many filings."""
+    days = current_app.config["PERSONAL_DATA_RETENTION_DAYS"]
+    erased = 0
+    while chunk := _erase_chunk(now - timedelta(days=days), now):
+        erased += len(chunk)
+        if len(chunk) < ERASE_CHUNK:
+            break
+    return erased
+
+
+def _erase_chunk(final_before: datetime, now: datetime) -> list[str]:
+    due = sa.and_(Filing.personal_data_erased_at.is_(None), Filing.final_at <= final_before)
+    chunk = (
+        sa.select(Filing.id)
+        .where(due)
+        .order_by(Filing.final_at)
+        .limit(ERASE_CHUNK)
+        .with_for_update(skip_locked=True)
+    )
+    filing_ids = list(
+        db.session.scalars(
+            sa.update(Filing)
+            .where(Filing.id.in_(chunk), due)
+            .values(personal_data_sealed=None, personal_data_erased_at=now)
+            .returning(Filing.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if filing_ids:
+        db.session.execute(
+            sa.update(Verification)
+            .where(Verification.filing_id.in_(filing_ids))
+            .values(phone_sealed=None, code_sealed=None)
+            .execution_options(synchronize_session=False)
+        )
+    return filing_ids
+
+
 def run_due(now: datetime) -> dict[str, int]:
-    """Both sweeps, the texts due to go through another gateway, the deletion of expired
-    captchas, of finished per-phone counts and of sign-in throttles gone quiet, then the relay
-    of anything left undelivered, then the pruning of what has outlived its period; commits."""
+    """Both sweeps, the erasure of personal data past its retention period, the texts due to
+    go through another gateway, the deletion of expired captchas, of finished per-phone counts
+    and of sign-in throttles gone quiet, then the relay of anything left undelivered, then the
+    pruning of what has outlived its period; commits."""
     expired = expire(now)
     resent = noon_resend(now)
+    erased = erase_personal_data(now)
     rerouted = reroute.reroute_due(now)
     captchas.delete_expired(now)
     limits.delete_finished_windows(now)
@@ -131,6 +179,7 @@ def run_due(now: datetime) -> dict[str, int]:
     return {
         "expired": len(expired),
         "noon_resent": len(resent),
+        "personal_data_erased": erased,
         "rerouted": len(rerouted),
         "relayed": relayed,
         "pruned": pruned,

@@ -58,8 +58,17 @@ def reset(admin: Admin) -> None:
 def pending_secret(admin: Admin) -> str:
     """The secret an account enrolling in the console is shown, made on first asking."""
     if admin.totp_secret is None:
-        admin.totp_secret = sealing.seal(pyotp.random_base32())
-    return sealing.unseal(admin.totp_secret)
+        admin.totp_secret = seal_secret(admin.username, pyotp.random_base32())
+    return _secret(admin)
+
+
+def seal_secret(username: str, secret: str) -> str:
+    """The secret sealed for its account's row (`data reseal` finds it by the username)."""
+    return sealing.seal(secret, sealing.place(Admin.totp_secret, username))
+
+
+def _secret(admin: Admin) -> str:
+    return sealing.unseal(admin.totp_secret, sealing.place(Admin.totp_secret, admin.username))
 
 
 def confirm(admin: Admin, code: str, now: datetime) -> list[str] | None:
@@ -82,7 +91,7 @@ def qr_data_uri(uri: str) -> str:
 
 
 def current_code(admin: Admin, now: datetime) -> str:
-    return pyotp.TOTP(sealing.unseal(admin.totp_secret)).at(now)
+    return pyotp.TOTP(_secret(admin)).at(now)
 
 
 def accept(admin: Admin, entered: str, now: datetime) -> str | None:
@@ -122,7 +131,7 @@ def issue_recovery_codes(admin: Admin) -> list[str]:
 
 
 def _claim_code(admin: Admin, code: str, now: datetime) -> bool:
-    step = _matching_step(sealing.unseal(admin.totp_secret), _normalise(code), now)
+    step = _matching_step(_secret(admin), _normalise(code), now)
     if step is None:
         return False
     claimed = db.session.execute(

@@ -24,7 +24,7 @@ from portal.models import (
     VerificationStatus,
 )
 from portal.protection import sealing
-from portal.protection.personal_data import id_last6_matches, mask_phone
+from portal.protection.personal_data import id_last6_matches, phone_digests
 
 MAX_WRONG_IDS = 5
 
@@ -100,7 +100,7 @@ def _find(province: str, phone: str, code: str) -> Verification | None:
         sa.select(Verification)
         .where(
             Verification.province_slug == province,
-            Verification.phone == phone,
+            Verification.phone_digest.in_(phone_digests(phone)),
             Verification.code_digest.in_(sealing.digests("code", code)),
             Verification.status.in_([VerificationStatus.PENDING, VerificationStatus.VERIFIED]),
         )
@@ -136,14 +136,14 @@ def _mark_verified(candidate: Verification, filing: Filing, now: datetime) -> Ve
     if not changed:
         return _lost_race(candidate.id)
     still_pending = db.session.scalars(
-        sa.select(Verification.phone)
+        sa.select(Verification.phone_masked)
         .where(
             Verification.filing_id == filing.id, Verification.status == VerificationStatus.PENDING
         )
         .order_by(Verification.id)
     ).all()
     if still_pending:
-        return VerifyResult(Outcome.VERIFIED_OTHERS_PENDING, tuple(map(mask_phone, still_pending)))
+        return VerifyResult(Outcome.VERIFIED_OTHERS_PENDING, tuple(still_pending))
     change_status(filing, FilingStatus.UNDER_REVIEW, now)
     return VerifyResult(Outcome.ALL_VERIFIED)
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import requests
 
+from portal import providers
 from portal.clock import iso_shanghai
 from portal.extensions import db
 from portal.models import Event, Provider, WebhookDelivery
@@ -54,7 +55,7 @@ def post(event: Event, now: datetime) -> bool:
             data=raw,
             headers={
                 "Content-Type": "application/json",
-                "X-Signature": signature(provider.webhook_secret, raw),
+                "X-Signature": signature(providers.webhook_secret(provider), raw),
                 "X-Event-Id": event.id,
             },
             timeout=TIMEOUT_SECONDS,

@@ -5,10 +5,10 @@ import pyotp
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
+from portal import two_factor
 from portal.admin import auth
 from portal.extensions import db
 from portal.models import Admin
-from portal.protection import sealing
 
 PASSWORD = "Correct horse battery 9"
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -22,7 +22,7 @@ def make_admin(username: str, province: str | None, now) -> Admin:
         password_hash=FAST_HASH,
         province_slug=province,
         created_at=now,
-        totp_secret=sealing.seal(TOTP_SECRET),
+        totp_secret=two_factor.seal_secret(username, TOTP_SECRET),
         totp_enrolled_at=now,
     )
 

@@ -17,6 +17,7 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import CONSOLE
 from portal.models import Admin, AuditEntry, Filing, Province, Record, SmsMessage
+from portal.protection.personal_data import phone_matches
 from tests.admins import PASSWORD, csrf, current_code, make_admin, sign_in
 from tests.factories import ID_B, new_filing_body, principal
 
@@ -636,7 +637,8 @@ def test_approve_puts_the_websites_on_record_and_new_access_is_checked_against_t
     assert response.status_code == 302
     filing = db.session.get(Filing, reviewable["id"])
     assert filing.status == "approved" and filing.review_note == "材料齐全"
-    assert db.session.get(Record, "a.example.cn").principal_phone == "13900000002"
+    record = db.session.get(Record, "a.example.cn")
+    assert phone_matches(record.principal_phone_digest, "13900000002")
 
     body = new_filing_body("ACCESS-1", type="new_access")
     del body["entity"]

@@ -16,7 +16,7 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Filing, FilingType, FilingTypeRule, Province, Record, Verification
 from portal.protection.headers import CONTENT_SECURITY_POLICY
-from portal.protection.personal_data import id_last6_digest
+from portal.protection.personal_data import id_last6_digest, phone_digest, sealed_record_phone
 from tests.factories import ID_A, ID_B, ID_C, ID_D, new_filing_body, principal
 
 FILINGS = "/api/v1/filings"
@@ -235,8 +235,8 @@ def test_lower_case_x_in_a_resident_id_is_accepted_and_normalised(submit_filing)
     body["websites"][0]["principal"]["id_number"] = ID_B.lower()
     filing = submit_filing(body)
     stored = db.session.get(Filing, filing["id"])
-    assert stored.content["websites"][0]["principal"]["id_masked"] == "110***********002X"
-    site = next(v for v in stored.verifications if v.phone == SITE_PHONE)
+    assert stored.content["websites"][0]["principal"]["id_masked"] == "110***************"
+    site = next(v for v in stored.verifications if v.phone_digest == phone_digest(SITE_PHONE))
     assert site.id_digest == id_last6_digest("31002X")
 
 
@@ -537,7 +537,9 @@ def test_another_reference_is_another_filing(post):
 
 
 def _on_record(domain: str, phone: str) -> None:
-    db.session.add(Record(domain=domain, principal_phone=phone, recorded_at=utcnow()))
+    db.session.add(
+        Record(domain=domain, **sealed_record_phone(domain, phone), recorded_at=utcnow())
+    )
     db.session.commit()
 
 
@@ -851,12 +853,12 @@ def _raw_rows(table: str) -> list[str]:
 def test_stored_filing_content_holds_only_masked_id_numbers(submit_filing):
     filing = submit_filing()
     stored = db.session.get(Filing, filing["id"])
-    assert stored.content["entity"]["principal"]["id_masked"] == "120***********1239"
+    assert stored.content["entity"]["principal"]["id_masked"] == "120***************"
     assert "id_number" not in json.dumps(stored.content)
     raw = db.session.scalar(
         sa.text("SELECT CAST(content AS TEXT) FROM filings WHERE id = :id"), {"id": filing["id"]}
     )
-    assert "120***********1239" in raw
+    assert "120***************" in raw
     for full in (ID_A, ID_B):
         assert full not in raw
 

@@ -10,6 +10,7 @@ from portal import filings
 from portal.extensions import db
 from portal.models import Filing, Verification
 from portal.protection import sealing
+from portal.protection.personal_data import sealed_phone
 from tests.factories import new_filing_body
 
 
@@ -38,7 +39,7 @@ def test_the_database_refuses_two_live_verifications_with_one_code(submit_filing
     twin = Verification(
         filing_id=first.filing_id,
         province_slug=first.province_slug,
-        phone="13700000000",
+        **sealed_phone(first.filing_id, "13700000000"),
         roles=["entity"],
         code_digest=first.code_digest,
         code_sealed=first.code_sealed,

@@ -18,7 +18,7 @@ from portal.delivery.gateways import Accepted, TimedOut
 from portal.delivery.texts import Text
 from portal.extensions import db
 from portal.models import MessageStatus, SmsMessage, Verification
-from portal.protection import sealing
+from portal.protection.personal_data import verification_code, verification_phone
 from tests.cloud_standins import (
     ALIYUN_KEY,
     TENCENT_KEY,
@@ -139,7 +139,8 @@ def _messages() -> list[SmsMessage]:
 
 def _codes() -> dict[str, str]:
     return {
-        v.phone: sealing.unseal(v.code_sealed) for v in db.session.scalars(sa.select(Verification))
+        verification_phone(v): verification_code(v)
+        for v in db.session.scalars(sa.select(Verification))
     }
 
 

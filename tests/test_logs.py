@@ -11,7 +11,7 @@ from portal.delivery.gateways.http import HttpGateway
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Verification
-from portal.protection import sealing
+from portal.protection.personal_data import verification_code, verification_phone
 from portal.protection.redacted_logs import redact
 from tests.factories import CAPTCHA, ID_A, ID_B, form_fields, new_filing_body
 
@@ -96,8 +96,8 @@ def test_a_whole_journey_logs_no_secret(journey_env, app, client, provider, capl
     assert all("/tianjin/v/**************** " in line for line in console_lines)
 
     verifications = list(db.session.scalars(sa.select(Verification)))
-    codes = {v.phone: sealing.unseal(v.code_sealed) for v in verifications}
-    links = [personal_links.path(v, codes[v.phone]) for v in verifications]
+    codes = {verification_phone(v): verification_code(v) for v in verifications}
+    links = [personal_links.path(v, codes[verification_phone(v)]) for v in verifications]
     assert client.get(f"/{links[0]}").status_code == 200
     fields = form_fields(client.get("/tianjin/verify").get_data(as_text=True))
     values = {"code": codes[PHONE_A], "phone": PHONE_A, "id_last6": ID_A_LAST6}

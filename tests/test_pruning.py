@@ -48,7 +48,9 @@ def filing_closed_at(provider, status: str, closed_at: datetime) -> Filing:
     verification = Verification(
         filing=filing,
         province_slug="tianjin",
-        phone="13900000001",
+        phone_sealed="sealed",
+        phone_digest="digest",
+        phone_masked="139****0001",
         roles=["entity"],
         code_digest=uuid.uuid4().hex,
         code_sealed="sealed",

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import SmsMessage
+from portal.protection.personal_data import verification_phone
 from tests.cloud_standins import (
     ALIYUN_KEY,
     TENCENT_KEY,
@@ -37,7 +38,7 @@ def receipt(gateway: str, message: SmsMessage, delivered: bool) -> dict:
     """A receipt for the text, in the gateway's own format."""
     if gateway == "aliyun":
         return {
-            "phone_number": message.verification.phone,
+            "phone_number": verification_phone(message.verification),
             "send_time": "2026-12-01 10:00:00",
             "report_time": "2026-12-01 10:00:07",
             "success": delivered,
@@ -50,7 +51,7 @@ def receipt(gateway: str, message: SmsMessage, delivered: bool) -> dict:
     return {
         "user_receive_time": "2026-12-01 10:00:07",
         "nationcode": "86",
-        "mobile": message.verification.phone,
+        "mobile": verification_phone(message.verification),
         "report_status": "SUCCESS" if delivered else "FAIL",
         "errmsg": "DELIVRD" if delivered else "IC:0015",
         "description": "用户短信送达成功" if delivered else "空号",

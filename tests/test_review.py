@@ -8,6 +8,8 @@ from portal import jobs, review
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Filing, Province, Record
+from portal.protection import sealing
+from portal.protection.personal_data import sealed_record_phone
 from portal.verification import verify
 from tests.factories import ID_A, ID_B, ID_C, new_filing_body, principal
 
@@ -18,11 +20,20 @@ RECORDED_PHONE = "13700000000"
 
 def on_record() -> dict[str, str]:
     db.session.expire_all()
-    return dict(db.session.execute(sa.select(Record.domain, Record.principal_phone)).all())
+    records = db.session.scalars(sa.select(Record))
+    return {
+        record.domain: sealing.unseal(
+            record.principal_phone_sealed,
+            sealing.place(Record.principal_phone_sealed, record.domain),
+        )
+        for record in records
+    }
 
 
 def put_on_record(domain: str, phone: str) -> None:
-    db.session.add(Record(domain=domain, principal_phone=phone, recorded_at=utcnow()))
+    db.session.add(
+        Record(domain=domain, **sealed_record_phone(domain, phone), recorded_at=utcnow())
+    )
     db.session.commit()
 
 

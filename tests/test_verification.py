@@ -22,6 +22,7 @@ from portal.models import (
     Verification,
     VerificationStatus,
 )
+from portal.protection.personal_data import phone_digest
 from portal.verification import verify
 from tests.factories import new_filing_body
 
@@ -46,7 +47,9 @@ def fresh_filing(filing_id: str) -> Filing:
 
 def verification_of(phone: str) -> Verification:
     db.session.expire_all()
-    return db.session.scalars(sa.select(Verification).where(Verification.phone == phone)).one()
+    return db.session.scalars(
+        sa.select(Verification).where(Verification.phone_digest == phone_digest(phone))
+    ).one()
 
 
 def events_of(filing_id: str) -> list[Event]:

@@ -15,6 +15,7 @@ from portal.models import (
     Province,
     Verification,
 )
+from portal.protection.personal_data import phone_digest
 from tests.factories import CAPTCHA, domain_state, form_fields
 
 PHONE_A, ID_A_LAST6 = "13900000001", "011239"
@@ -56,7 +57,8 @@ def status_of(phone: str) -> tuple[str, int]:
     db.session.expire_all()
     row = db.session.execute(
         sa.select(Verification.status, Verification.wrong_id_count).where(
-            Verification.phone == phone, Verification.province_slug == "tianjin"
+            Verification.phone_digest == phone_digest(phone),
+            Verification.province_slug == "tianjin",
         )
     ).one()
     return tuple(row)

@@ -78,7 +78,7 @@ def test_status_change_is_posted_once_signed_with_the_provider_secret(
     verify_every_phone(sent_codes, clock.now)
 
     (request,) = receiver.requests
-    secret = provider[0].webhook_secret.encode()
+    secret = providers.webhook_secret(provider[0]).encode()
     expected = "sha256=" + hmac.new(secret, request.body, hashlib.sha256).hexdigest()
     assert request.headers["X-Signature"] == expected
     assert request.headers["Content-Type"] == "application/json"

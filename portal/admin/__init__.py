@@ -30,7 +30,6 @@ from portal.messages import (
     Outcome,
 )
 from portal.models import Province
-from portal.protection.personal_data import mask_phone
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 login_manager = LoginManager()
@@ -135,9 +134,6 @@ def audit_target(value: str) -> str:
 @bp.app_template_filter("secret")
 def secret(value: str) -> str:
     return SECRET_LABELS.get(value, value)
-
-
-bp.add_app_template_filter(mask_phone, "masked_phone")
 
 
 from portal.admin import auth, console, national  # noqa: E402, F401  (their routes join bp)

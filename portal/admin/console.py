@@ -43,7 +43,7 @@ from portal.models import (
     Verification,
     VerifyAttempt,
 )
-from portal.protection.personal_data import mask_phone
+from portal.protection.personal_data import filing_principals, mask_phone, phone_digests
 from portal.resend import resend_verification
 
 PAGE_SIZE = 25
@@ -244,7 +244,7 @@ def _csv_cells(filing: Filing) -> list:
         iso_shanghai(filing.created_at),
         iso_shanghai(filing.deadline) or "",
         filing.provider_id,
-        " ".join(mask_phone(v.phone) for v in filing.verifications),
+        " ".join(v.phone_masked for v in filing.verifications),
     ]
 
 
@@ -317,7 +317,9 @@ def _search(form: FilingSearchForm) -> sa.Select:
 
 
 def _filings_with_phone(phone: str) -> sa.Select:
-    return sa.select(Verification.filing_id).where(Verification.phone == phone)
+    return sa.select(Verification.filing_id).where(
+        Verification.phone_digest.in_(phone_digests(phone))
+    )
 
 
 @bp.get("/filings/<filing_id>")
@@ -326,15 +328,24 @@ def filing(filing_id: str):
     return render_template(
         "admin/filing.html",
         filing=found,
+        principals=filing_principals(found),
+        erased_notice=_erased_notice(found),
         provider=db.session.get(Provider, found.provider_id),
         timeline=_timeline(found),
         reason_form=ReasonForm(),
     )
 
 
+def _erased_notice(filing: Filing) -> str | None:
+    if filing.personal_data_erased_at is None:
+        return None
+    erased_on = filing.personal_data_erased_at.astimezone(SHANGHAI).date()
+    return CONSOLE["personal_data_erased"].format(date=erased_on.isoformat())
+
+
 def _timeline(filing: Filing) -> list[dict]:
     """Everything that happened to a filing, oldest first."""
-    phone_of = {v.id: v.phone for v in filing.verifications}
+    phone_of = {v.id: v.phone_masked for v in filing.verifications}
     verification_ids = list(phone_of)
     entries = [{"at": filing.created_at, "what": "submitted", "filing": filing}]
     for message in db.session.scalars(
@@ -392,7 +403,7 @@ def resend(filing_id: str, verification_id: int):
     audit.record(
         current_user,
         "resend",
-        f"filing {found.id} phone {verification.phone[:3]}****",
+        f"filing {found.id} phone {verification.phone_masked}",
         now,
         province_slug=found.province_slug,
         before=before,

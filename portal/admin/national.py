@@ -102,7 +102,7 @@ def provider_list():
                 after={"name": provider.name, "callback_url": provider.callback_url},
             )
             db.session.commit()
-            shown_once = {"api_key": api_key, "webhook_secret": provider.webhook_secret}
+            shown_once = {"api_key": api_key, "webhook_secret": providers.webhook_secret(provider)}
             flash(CONSOLE["provider_created"])
     return render_template(
         "admin/providers.html",

@@ -8,7 +8,6 @@ from portal.api.schemas import EventOut, FilingOut, VerificationOut, WebhookAtte
 from portal.clock import iso_shanghai
 from portal.extensions import db
 from portal.models import Event, Filing, SmsMessage
-from portal.protection.personal_data import mask_phone
 
 
 def describe(filing: Filing) -> FilingOut:
@@ -24,7 +23,7 @@ def describe(filing: Filing) -> FilingOut:
         deadline=iso_shanghai(filing.deadline),
         verifications=[
             VerificationOut(
-                phone=mask_phone(v.phone),
+                phone=v.phone_masked,
                 roles=v.roles,
                 status=v.status,
                 delivery=delivery.get(v.id),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from portal import personal_links
 from portal.messages import SMS_TEXT
 from portal.models import Province, SmsMessage
-from portal.protection import sealing
+from portal.protection.personal_data import verification_code, verification_phone
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,11 @@ def message_id(message: SmsMessage) -> str:
 
 def text_for(message: SmsMessage, province: Province, base_url: str) -> Text:
     verification = message.verification
-    code = sealing.unseal(verification.code_sealed)
+    code = verification_code(verification)
     link = personal_links.path(verification, code)
     return Text(
         message_id=message_id(message),
-        phone=verification.phone,
+        phone=verification_phone(verification),
         body=code_text(province, code, f"{base_url}/{link}"),
         code=code,
         link=link,

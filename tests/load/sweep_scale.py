@@ -29,6 +29,7 @@ from portal import create_app, events, jobs, providers, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.protection import sealing
+from portal.protection.personal_data import seal_code, sealed_phone
 from portal.verification import verify
 from tests.load import postgres
 from tests.load.data import PROVINCES
@@ -40,7 +41,8 @@ FILING_COLUMNS = (
     "id, provider_id, reference, province_slug, type, status, content, created_at, deadline"
 )
 VERIFICATION_COLUMNS = (
-    "filing_id, province_slug, phone, roles, code_digest, code_sealed, id_digest, id_masked,"
+    "filing_id, province_slug, phone_sealed, phone_digest, phone_masked, roles, code_digest,"
+    " code_sealed, id_digest, id_masked,"
     " status, wrong_id_count, resend_count, noon_resend_at, noon_resent"
 )
 
@@ -53,7 +55,6 @@ def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], n
     """Filings `start`..`stop`: those in `expired` pending past their deadline, a tenth still
     pending, the rest long decided; one verification each (the pending ones with a live code)."""
     naive_now = now.astimezone(UTC).replace(tzinfo=None)
-    sealed = sealing.seal("000000")
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         filings, verifications = [], []
         for index in range(start, stop):
@@ -71,9 +72,11 @@ def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], n
             pending = status == "pending_verification"
             # Live codes are unique per province: a pending row's "code" is its index.
             code = f"{index % 1_000_000:06d}" if pending else "000000"
-            verifications.append((filing_id, province, phone_of(index), '["website"]',
+            phone = sealed_phone(filing_id, phone_of(index))
+            verifications.append((filing_id, province, phone["phone_sealed"], phone["phone_digest"],
+                                  phone["phone_masked"], '["website"]',
                                   sealing.digest("code", code) if pending else f"old-{index}",
-                                  sealed, "x", "**", "pending" if pending else "verified",
+                                  seal_code(filing_id, code), "x", "**", "pending" if pending else "verified",
                                   0, 0, created, False))  # fmt: skip
         with cursor.copy(f"COPY filings ({FILING_COLUMNS}) FROM STDIN") as copy:
             for row in filings:
