@@ -9,7 +9,7 @@ from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 from sqlalchemy.exc import IntegrityError
 
-from portal import accounts, demo, jobs, providers
+from portal import accounts, audit, demo, jobs, providers
 from portal.clock import utcnow
 from portal.extensions import db
 
@@ -95,6 +95,18 @@ def _queue() -> Queue:
     return queue
 
 
+audit_cli = AppGroup("audit", help="The audit log.")
+
+
+@audit_cli.command("verify")
+def verify_audit() -> None:
+    """Check the audit chain: exit 0 when intact, 1 naming the first entry that does not match."""
+    verdict = audit.verify()
+    click.echo(json.dumps(verdict.as_json(), ensure_ascii=False))
+    if not verdict.intact:
+        raise SystemExit(1)
+
+
 def register(app: Flask) -> None:
-    for command in (providers_cli, admins_cli, load_demo, sweep, worker, cron):
+    for command in (providers_cli, admins_cli, audit_cli, load_demo, sweep, worker, cron):
         app.cli.add_command(command)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
 ENVIRONMENTS = ("development", "production")
+MIN_AUDIT_RETENTION_DAYS = 180
 
 
 class SettingsError(RuntimeError):
@@ -30,6 +31,8 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
             raise SettingsError(f"PORTAL_ENV=production needs {', '.join(missing)}")
         if environ.get("CAPTCHA_TEST_ANSWER"):
             raise SettingsError("CAPTCHA_TEST_ANSWER is refused in production")
+        if _flag(environ, "CALLBACK_ALLOW_PRIVATE"):
+            raise SettingsError("CALLBACK_ALLOW_PRIVATE is refused in production")
     instance = Path(instance_path)
     secret_key = environ.get("SECRET_KEY") or _instance_secret(instance)
     sms_backend = environ.get("SMS_BACKEND") or ("console" if production else "file")
@@ -54,6 +57,9 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         # Log lines as JSON objects (with the request id) unless LOG_FORMAT=text.
         "LOG_FORMAT": "text" if environ.get("LOG_FORMAT") == "text" else "json",
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "AUDIT_RETENTION_DAYS": _audit_retention_days(environ),
+        # Callbacks to loopback and private addresses: for local receivers in development.
+        "CALLBACK_ALLOW_PRIVATE": _flag(environ, "CALLBACK_ALLOW_PRIVATE"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
@@ -74,6 +80,20 @@ def _count(environ: Mapping[str, str], name: str) -> int:
     value = environ.get(name) or "0"
     if not value.isdigit():
         raise SettingsError(f"{name} is a whole number, not {value!r}")
+    return int(value)
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "false").lower() == "true"
+
+
+def _audit_retention_days(environ: Mapping[str, str]) -> int:
+    """Audit records are kept at least six months (GB/T 22239-2019, level 3)."""
+    value = environ.get("AUDIT_RETENTION_DAYS") or "365"
+    if not value.isdigit() or int(value) < MIN_AUDIT_RETENTION_DAYS:
+        raise SettingsError(
+            f"AUDIT_RETENTION_DAYS is a whole number of days, at least {MIN_AUDIT_RETENTION_DAYS}, not {value!r}"
+        )
     return int(value)
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import captchas, events, jobs
+from portal import audit, captchas, events, jobs
 from portal.extensions import db
 from portal.models import (
     Filing,
@@ -115,10 +115,16 @@ def noon_resend(now: datetime) -> list[int]:
 
 def run_due(now: datetime) -> dict[str, int]:
     """Both sweeps and the deletion of expired captchas, then the relay of anything left
-    undelivered; commits."""
+    undelivered and the pruning of the audit log past its retention; commits."""
     expired = expire(now)
     resent = noon_resend(now)
     captchas.delete_expired(now)
     jobs.commit()
     relayed = jobs.relay(now)
-    return {"expired": len(expired), "noon_resent": len(resent), "relayed": relayed}
+    audit_pruned = audit.prune(now)
+    return {
+        "expired": len(expired),
+        "noon_resent": len(resent),
+        "relayed": relayed,
+        "audit_pruned": audit_pruned,
+    }

@@ -78,3 +78,13 @@ class FilingSearchForm(FlaskForm):
     created_from = DateField("提交日期从", validators=[Optional()])
     created_to = DateField("至", validators=[Optional()])
     province = SelectField("省份", validators=[Optional()])
+
+
+class AuditSearchForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    date_from = DateField("日期从", validators=[Optional()])
+    date_to = DateField("至", validators=[Optional()])
+    actor = StringField("管理员", validators=[Optional(), Length(max=64)])
+    action = SelectField("操作", validators=[Optional()])
