@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from portal import accounts, audit, demo, jobs, providers
 from portal.clock import utcnow
 from portal.extensions import db
+from portal.protection import callback_urls
 
 providers_cli = AppGroup("providers", help="Access providers.")
 
@@ -21,6 +22,11 @@ providers_cli = AppGroup("providers", help="Access providers.")
 @click.option("--callback-url", help="Where status-change webhooks are POSTed.")
 def create_provider(name: str, callback_url: str | None) -> None:
     """Create a provider; the last line is JSON with its API key and webhook secret, shown once."""
+    if callback_url:
+        try:
+            callback_urls.check_saved(callback_url)
+        except callback_urls.Refused as refused:
+            raise click.BadParameter(str(refused), param_hint="--callback-url") from refused
     try:
         provider, api_key = providers.create(name, callback_url, utcnow())
         db.session.commit()

@@ -67,6 +67,13 @@ CONSOLE = {
     "unlocked": "账号已解锁。",
 }
 
+# Why the console refuses a callback URL (portal/protection/callback_urls.py), by refusal.
+CALLBACK_REFUSED = {
+    "INVALID": "请填写以 http:// 或 https:// 开头的完整网址（不含用户名和密码）。",
+    "NOT_HTTPS": "回调地址必须使用 https。",
+    "PRIVATE": "回调地址不能指向本机、内网、链路本地或云服务元数据地址。",
+}
+
 # How statuses and kinds read in the console.
 LABELS = {
     "pending_verification": "待短信核验",

@@ -40,7 +40,7 @@ def tamper(sql: str, **params) -> None:
 
 
 @pytest.fixture
-def boss(admins):  # noqa: F811
+def boss(admins):
     return admins["national"]
 
 
@@ -270,7 +270,7 @@ def test_audit_retention_defaults_to_a_year_and_may_be_six_months(tmp_path):
 # --- an existing database ------------------------------------------------------------------
 
 
-def test_entries_written_before_the_chain_are_kept_and_counted_as_unchained(env, empty_database):  # noqa: F811
+def test_entries_written_before_the_chain_are_kept_and_counted_as_unchained(env, empty_database):
     app = create_app({**env, "DATABASE_URL": empty_database})
     with app.app_context():
         upgrade(revision="0003")
@@ -299,7 +299,7 @@ def test_entries_written_before_the_chain_are_kept_and_counted_as_unchained(env,
 # --- who, when, what, from where: the console ----------------------------------------------
 
 
-def test_a_console_action_records_the_admin_and_address(client, admins, provider):  # noqa: F811
+def test_a_console_action_records_the_admin_and_address(client, admins, provider):
     sign_in(client, "boss")
     client.post(
         f"/admin/providers/{provider[0].id}/rotate_secret", data={"csrf_token": csrf(client)}
@@ -313,7 +313,7 @@ def test_a_console_action_records_the_admin_and_address(client, admins, provider
     )
 
 
-def test_viewing_a_filings_detail_is_audited(client, admins, submit_filing):  # noqa: F811
+def test_viewing_a_filings_detail_is_audited(client, admins, submit_filing):
     filing = submit_filing()
     sign_in(client, "tj-admin")
 
@@ -330,7 +330,7 @@ def test_viewing_a_filings_detail_is_audited(client, admins, submit_filing):  # 
 
 def test_viewing_another_provinces_filing_is_not_found_and_not_audited(
     client,
-    admins,  # noqa: F811
+    admins,
     submit_filing,
 ):
     filing = submit_filing()
@@ -341,7 +341,7 @@ def test_viewing_another_provinces_filing_is_not_found_and_not_audited(
 
 
 @pytest.fixture
-def logged(admins):  # noqa: F811
+def logged(admins):
     """Entries by two admins, two actions, two days, two provinces."""
     day_one = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
     for admin, action, at, province in [
@@ -419,7 +419,7 @@ def test_audit_export_holds_the_filtered_rows_and_is_audited(client, logged):
     assert verify_command(client.application)[1]["intact"] is True
 
 
-def test_audit_export_writes_a_formula_as_text(client, admins):  # noqa: F811
+def test_audit_export_writes_a_formula_as_text(client, admins):
     audit.record(admins["national"], "create_account", "=HYPERLINK(1)", NOW)
     db.session.commit()
     sign_in(client, "boss")
@@ -429,7 +429,7 @@ def test_audit_export_writes_a_formula_as_text(client, admins):  # noqa: F811
     assert "'=HYPERLINK(1)" in text
 
 
-def test_audit_export_pages_through_many_entries(client, admins, monkeypatch):  # noqa: F811
+def test_audit_export_pages_through_many_entries(client, admins, monkeypatch):
     monkeypatch.setattr("portal.admin.console.AUDIT_CSV_PAGE", 3)
     record_entries(admins["national"], 7)
     sign_in(client, "boss")
@@ -441,7 +441,7 @@ def test_audit_export_pages_through_many_entries(client, admins, monkeypatch):  
     assert rows[-1]["action"] == "export_audit", "the export is in the log it exports"
 
 
-def test_the_audit_page_lists_newest_first(client, admins):  # noqa: F811
+def test_the_audit_page_lists_newest_first(client, admins):
     record_entries(admins["national"], 3)
     sign_in(client, "boss")
 
