@@ -16,7 +16,7 @@ from portal.models import AuditEntry, Provider
 from portal.protection import callback_urls
 from portal.protection.callback_urls import Refusal, Refused
 from portal.settings import SettingsError
-from tests.servers import Endpoint
+from tests.servers import Endpoint, server_tls
 from tests.test_admin import admins, csrf, sign_in  # noqa: F401 (admins is a fixture)
 from tests.test_settings import PRODUCTION
 from tests.test_webhooks import the_event, verify_every_phone
@@ -290,3 +290,34 @@ def test_a_receiver_that_never_answers_is_a_timeout(
 
     (attempt,) = event_log(client, provider, filing["id"])
     assert attempt["error"] == "timeout"
+
+
+@pytest.fixture
+def https_receiver(tmp_path, monkeypatch):
+    """An https receiver on 127.0.0.1 whose certificate names `hooks.test`, trusted."""
+    tls, certificate = server_tls("hooks.test", tmp_path)
+    monkeypatch.setattr(webhooks, "CA_CERTS", str(certificate))
+    with Endpoint(tls=tls) as receiver:
+        yield receiver
+
+
+@pytest.mark.usefixtures("allow_local_callbacks")
+@pytest.mark.parametrize("name, delivered", [("hooks.test", True), ("other.test", False)])
+def test_over_https_the_certificate_is_checked_against_the_urls_name(
+    client, provider, dns, clock, https_receiver, submit_filing, sent_codes, name, delivered
+):
+    """Connected to the checked address, TLS still sends and verifies the URL's name (SNI)."""
+    port = https_receiver.url.rsplit(":", 1)[1].split("/")[0]
+    dns[name] = ["127.0.0.1"]
+    provider[0].callback_url = f"https://{name}:{port}/hook"
+    db.session.commit()
+    filing = submit_filing()
+
+    verify_every_phone(sent_codes, clock.now)
+
+    (attempt,) = event_log(client, provider, filing["id"])
+    if delivered:
+        assert attempt["status_code"] == 200
+        assert https_receiver.requests[0].headers["Host"] == f"hooks.test:{port}"
+    else:
+        assert (attempt["error"], https_receiver.requests) == ("TLS failed", [])
