@@ -99,7 +99,7 @@ def _as_stored(value: dict | None) -> dict | None:
     return None if value is None else json.loads(json.dumps(value))
 
 
-def _canonical(entry: AuditEntry) -> bytes:
+def _canonical(entry: AuditEntry | sa.Row) -> bytes:
     fields = {
         "seq": entry.seq,
         "at": entry.at.astimezone(UTC).isoformat(),
@@ -128,6 +128,7 @@ def _current_key() -> tuple[str, str]:
     return current_app.config.get("CRYPTO_SUITE", "standard"), current_app.config["DATA_KEYS"][0]
 
 
+@functools.lru_cache(maxsize=16)
 def key_id(data_key: str) -> str:
     """A name for a `DATA_KEY` that reveals nothing of it."""
     return _hmac(hashes.SHA256, data_key.encode(), b"key id")[:16]
@@ -220,12 +221,13 @@ def _chain_row_intact(chain: AuditChain) -> bool:
     return _signed_by(chain.suite, chain.key_id, message, chain.tag)
 
 
-def _entries_in_order() -> Iterable[AuditEntry]:
-    statement = sa.select(AuditEntry).order_by(AuditEntry.seq, AuditEntry.id)
-    return db.session.scalars(statement.execution_options(yield_per=VERIFY_BATCH))
+def _entries_in_order() -> Iterable[sa.Row]:
+    """Plain rows, not ORM objects: a third of the time on a long chain."""
+    statement = sa.select(AuditEntry.__table__).order_by(AuditEntry.seq, AuditEntry.id)
+    return db.session.execute(statement.execution_options(yield_per=VERIFY_BATCH))
 
 
-def _check(entry: AuditEntry, walk: _Walk) -> str | None:
+def _check(entry: sa.Row, walk: _Walk) -> str | None:
     """Why the entry does not fit the chain where the walk stands, or None (and walk on)."""
     if entry.seq <= 0 and not entry.mac:
         walk.verdict.unchained += 1  # written before the chain began (migration `audit`)
