@@ -5,11 +5,13 @@ checked; the event log shows a generic reason, never an internal host's own erro
 import ipaddress
 import json
 import socket
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
+from flask_migrate import upgrade
 
-from portal import settings, webhooks
+from portal import create_app, settings, webhooks
 from portal.extensions import db
 from portal.messages import CALLBACK_REFUSED
 from portal.models import AuditEntry, Provider
@@ -18,6 +20,7 @@ from portal.protection.callback_urls import Refusal, Refused
 from portal.settings import SettingsError
 from tests.servers import Endpoint, server_tls
 from tests.test_admin import admins, csrf, sign_in  # noqa: F401 (admins is a fixture)
+from tests.test_migrations import empty_database  # noqa: F401 (a fixture)
 from tests.test_settings import PRODUCTION
 from tests.test_webhooks import the_event, verify_every_phone
 
@@ -321,3 +324,33 @@ def test_over_https_the_certificate_is_checked_against_the_urls_name(
         assert https_receiver.requests[0].headers["Host"] == f"hooks.test:{port}"
     else:
         assert (attempt["error"], https_receiver.requests) == ("TLS failed", [])
+
+
+def test_the_upgrade_replaces_raw_error_texts_already_in_the_event_log(env, empty_database):
+    """Attempts recorded before the generic reasons kept the receiver's error text."""
+    app = create_app({**env, "DATABASE_URL": empty_database})
+    with app.app_context():
+        upgrade(revision="0003")
+        at = {"at": datetime(2026, 11, 30, 2, 0)}
+        for statement in (
+            "INSERT INTO providers (name, api_key_digest, webhook_secret, active, created_at)"
+            " VALUES ('p', 'd', 's', true, :at)",
+            "INSERT INTO filings (id, provider_id, reference, province_slug, type, status,"
+            " content, created_at) VALUES ('f', 1, 'R', 'tianjin', 'new_filing',"
+            " 'under_review', '{}', :at)",
+            "INSERT INTO events (id, filing_id, provider_id, type, occurred_at, payload,"
+            " attempts) VALUES ('e', 'f', 1, 'filing.status_changed', :at, '{}', 3)",
+            "INSERT INTO webhook_deliveries (event_id, attempted_at, status_code, error) VALUES"
+            " ('e', :at, NULL, 'ConnectionError: HTTPConnectionPool(host=''10.0.0.5'')'),"
+            " ('e', :at, NULL, 'ReadTimeout: read timed out (host db.internal)'),"
+            " ('e', :at, 500, 'HTTP 500'), ('e', :at, 200, NULL)",
+        ):
+            db.session.execute(sa.text(statement), at)
+        db.session.commit()
+
+        upgrade()
+
+        errors = db.session.scalars(sa.text("SELECT error FROM webhook_deliveries ORDER BY id"))
+        assert list(errors) == ["connection failed", "timeout", "HTTP 500", None]
+        db.session.remove()
+        db.engine.dispose()

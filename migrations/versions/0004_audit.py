@@ -1,4 +1,4 @@
-"""the audit log chained by a keyed MAC
+"""the audit log chained by a keyed MAC; generic reasons in the webhook event log
 
 Entries written before the chain are numbered by id up to 0, with an empty mac: the
 chain starts at 1 as on a new database, and `flask audit verify` counts the older
@@ -71,6 +71,13 @@ def upgrade():
                 "tag": "",
             }
         ],
+    )
+
+
+    # The event log shows generic reasons now: earlier attempts kept the raw error text.
+    op.execute(
+        "UPDATE webhook_deliveries SET error = CASE WHEN error LIKE '%Timeout%' THEN 'timeout'"
+        " ELSE 'connection failed' END WHERE error IS NOT NULL AND error NOT LIKE 'HTTP %'"
     )
 
 
