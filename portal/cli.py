@@ -22,6 +22,7 @@ providers_cli = AppGroup("providers", help="Access providers.")
 @click.option("--callback-url", help="Where status-change webhooks are POSTed.")
 def create_provider(name: str, callback_url: str | None) -> None:
     """Create a provider; the last line is JSON with its API key and webhook secret, shown once."""
+    callback_url = (callback_url or "").strip() or None
     if callback_url:
         try:
             callback_urls.check_saved(callback_url)

@@ -87,6 +87,7 @@ def _send(url: str, raw: bytes, headers: dict[str, str]) -> int:
                 headers={**headers, "Host": target.host_header},
                 redirect=False,
                 retries=False,
+                preload_content=False,  # only the status counts: the body is never read
             )
             return response.status
     except urllib3.exceptions.HTTPError as error:
