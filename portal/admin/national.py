@@ -92,7 +92,7 @@ def provider_list():
         else:
             now = utcnow()
             provider, api_key = providers.create(
-                form.name.data, form.callback_url.data.strip() or None, now
+                form.name.data, form.callback_url.data or None, now
             )
             audit.record(
                 current_user,
@@ -132,7 +132,7 @@ def provider_action(provider_id: int, action: str):
         if not form.validate():
             flash("；".join(errors[0] for errors in form.errors.values()))
             return redirect(url_for("admin.provider_list"))
-        provider.callback_url = form.callback_url.data.strip() or None
+        provider.callback_url = form.callback_url.data or None
     audit.record(
         current_user,
         f"provider_{action}",
