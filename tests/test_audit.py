@@ -448,3 +448,4 @@ def test_the_audit_page_lists_newest_first(client, admins):
     text = client.get("/admin/audit").get_data(as_text=True)
 
     assert text.index("thing 2") < text.index("thing 1") < text.index("thing 0")
+    assert "<td>修改备案类型核验规则</td>" in text, "actions read in Chinese"

@@ -29,7 +29,7 @@ from portal.admin.tenancy import stream_as_tenant
 from portal.api.description import describe
 from portal.clock import SHANGHAI, shanghai_date, utcnow
 from portal.extensions import db
-from portal.messages import CONSOLE
+from portal.messages import AUDIT_ACTIONS, CONSOLE
 from portal.models import (
     AuditEntry,
     Event,
@@ -311,7 +311,13 @@ def audit_log():
         .offset((page - 1) * PAGE_SIZE)
     ).all()
     template = "admin/_audit_table.html" if _htmx() else "admin/audit.html"
-    context = {"form": form, "entries": entries, "page": page, "page_size": PAGE_SIZE}
+    context = {
+        "form": form,
+        "entries": entries,
+        "page": page,
+        "page_size": PAGE_SIZE,
+        "actions": AUDIT_ACTIONS,
+    }
     return render_template(template, **context), 200, {"Vary": "HX-Request"}
 
 
@@ -398,7 +404,9 @@ def _audit_form() -> AuditSearchForm:
     actions = db.session.scalars(
         sa.select(AuditEntry.action).distinct().order_by(AuditEntry.action)
     )
-    form.action.choices = [SelectChoice("", "全部")] + [SelectChoice(a, a) for a in actions]
+    form.action.choices = [SelectChoice("", "全部")] + [
+        SelectChoice(action, AUDIT_ACTIONS.get(action, action)) for action in actions
+    ]
     form.validate()
     return form
 
