@@ -74,6 +74,32 @@ CONSOLE = {
     "two_factor_reset": "已重置该账号的双因素认证，其会话已全部退出；该账号下次登录时重新绑定验证器。",
 }
 
+# Why the console refuses a callback URL (portal/protection/callback_urls.py), by refusal.
+CALLBACK_REFUSED = {
+    "INVALID": "请填写以 http:// 或 https:// 开头的完整网址（不含用户名和密码）。",
+    "NOT_HTTPS": "回调地址必须使用 https。",
+    "PRIVATE": "回调地址不能指向本机、内网、链路本地或云服务元数据地址。",
+}
+
+# How the audit log names its actions; an action not listed shows as recorded.
+AUDIT_ACTIONS = {
+    "view_filing": "查看备案详情",
+    "export_audit": "导出操作日志",
+    "resend": "手动重发验证码",
+    "approve": "审核通过",
+    "reject": "驳回",
+    "update_rollout": "修改开通设置",
+    "update_rule": "修改备案类型核验规则",
+    "create_provider": "新建接入商",
+    "provider_rotate_key": "更换 API 密钥",
+    "provider_rotate_secret": "更换 Webhook 密钥",
+    "provider_toggle": "启用或停用接入商",
+    "provider_callback": "修改回调地址",
+    "create_account": "新建账号",
+    "account_unlock": "解锁账号",
+    "account_toggle": "启用或停用账号",
+}
+
 # How statuses and kinds read in the console.
 LABELS = {
     "pending_verification": "待短信核验",

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import captchas, events, jobs, signin_throttle
+from portal import audit, captchas, events, jobs, signin_throttle
 from portal.delivery import reroute
 from portal.extensions import db
 from portal.models import (
@@ -118,7 +118,7 @@ def noon_resend(now: datetime) -> list[int]:
 def run_due(now: datetime) -> dict[str, int]:
     """Both sweeps, the texts due to go through another gateway, the deletion of expired
     captchas, of finished per-phone counts and of sign-in throttles gone quiet, then the relay
-    of anything left undelivered; commits."""
+    of anything left undelivered and the pruning of the audit log past its retention; commits."""
     expired = expire(now)
     resent = noon_resend(now)
     rerouted = reroute.reroute_due(now)
@@ -127,9 +127,11 @@ def run_due(now: datetime) -> dict[str, int]:
     signin_throttle.prune(now)
     jobs.commit()
     relayed = jobs.relay(now)
+    audit_pruned = audit.prune(now)
     return {
         "expired": len(expired),
         "noon_resent": len(resent),
         "rerouted": len(rerouted),
         "relayed": relayed,
+        "audit_pruned": audit_pruned,
     }

@@ -65,7 +65,13 @@ def test_sweep_command_expires_a_past_deadline_filing_and_prints_the_counts(
 
     assert result.exit_code == 0, result.output
     counts = json.loads(result.output.strip().splitlines()[-1])
-    assert counts == {"expired": 1, "noon_resent": 0, "rerouted": 0, "relayed": 0}
+    assert counts == {
+        "expired": 1,
+        "noon_resent": 0,
+        "rerouted": 0,
+        "relayed": 0,
+        "audit_pruned": 0,
+    }
     status, reason, verifications, events = filing_state(filing["id"])
     assert (status, reason, verifications) == ("returned", "expired", ["expired", "expired"])
     assert len(events) == 1
@@ -85,6 +91,7 @@ def test_sweep_command_sends_the_noon_resend(app, clock, submit_filing, sent_cod
         "noon_resent": 2,
         "rerouted": 0,
         "relayed": 0,
+        "audit_pruned": 0,
     }
     assert sorted(line["to"] for line in sent_texts(env["SMS_FILE_PATH"])) == sorted(PHONES * 2)
     assert sent_codes() == codes

@@ -11,10 +11,26 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
-from portal.messages import LABELS
+from portal.messages import CALLBACK_REFUSED, LABELS
 from portal.models import FilingStatus
+from portal.protection import callback_urls
+
+
+def public_callback_url(_form, field) -> None:
+    """A callback URL the portal may post to (portal/protection/callback_urls.py)."""
+    try:
+        callback_urls.check_saved(field.data)
+    except callback_urls.Refused as refused:
+        raise ValidationError(CALLBACK_REFUSED[refused.refusal.name]) from refused
 
 
 class SignInForm(FlaskForm):
@@ -52,13 +68,13 @@ class RuleForm(FlaskForm):
 class ProviderForm(FlaskForm):
     name = StringField("接入商名称", validators=[DataRequired(), Length(max=128)])
     callback_url = StringField(
-        "回调地址", validators=[Optional(), URL(require_tld=False), Length(max=2048)]
+        "回调地址", validators=[Optional(), Length(max=2048), public_callback_url]
     )
 
 
 class CallbackForm(FlaskForm):
     callback_url = StringField(
-        "回调地址", validators=[Optional(), URL(require_tld=False), Length(max=2048)]
+        "回调地址", validators=[Optional(), Length(max=2048), public_callback_url]
     )
 
 
@@ -84,3 +100,13 @@ class FilingSearchForm(FlaskForm):
     created_from = DateField("提交日期从", validators=[Optional()])
     created_to = DateField("至", validators=[Optional()])
     province = SelectField("省份", validators=[Optional()])
+
+
+class AuditSearchForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    date_from = DateField("日期从", validators=[Optional()])
+    date_to = DateField("至", validators=[Optional()])
+    actor = StringField("管理员", validators=[Optional(), Length(max=64)])
+    action = SelectField("操作", validators=[Optional()])

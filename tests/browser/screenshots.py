@@ -135,6 +135,10 @@ def admin_pages(browser: Browser, portal: LivePortal) -> None:
     shoot(page, "admin-filing")
     page.get_by_role("link", name="开通设置").click()
     shoot(page, "admin-rollout")
+    page.get_by_role("link", name="操作日志").click()
+    page.locator("form.search").get_by_label("操作").select_option("view_filing")
+    expect(page.locator("#results")).not_to_contain_text("update_rule")
+    shoot(page, "admin-audit")
     page.context.close()
 
 
