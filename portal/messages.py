@@ -98,6 +98,9 @@ AUDIT_ACTIONS = {
     "create_account": "新建账号",
     "account_unlock": "解锁账号",
     "account_toggle": "启用或停用账号",
+    "account_reset_2fa": "重置两步验证",
+    "enrol_two_factor": "启用两步验证",
+    "change_password": "修改密码",
 }
 
 # How statuses and kinds read in the console.
