@@ -146,6 +146,16 @@ def test_verify_notices_the_chain_row_rewound_to_hide_a_cut(app, boss):
     assert "chain" in shown["first_mismatch"]
 
 
+def test_verify_notices_the_chain_row_deleted(app, boss):
+    record_entries(boss, 2)
+    tamper("DELETE FROM audit_chain")
+
+    code, shown = verify_command(app)
+
+    assert (code, shown["intact"]) == (1, False)
+    assert "chain" in shown["first_mismatch"]
+
+
 def test_verify_notices_the_oldest_entries_cut_off(app, boss):
     record_entries(boss, 5)
     second = db.session.scalar(sa.select(AuditEntry.mac).where(AuditEntry.seq == 2))
