@@ -197,10 +197,9 @@ class _Walk:
 def verify() -> Verdict:
     """Walk the chain from its anchor to its head; stop at the first thing that does not match."""
     chain = db.session.get(AuditChain, CHAIN_ID, populate_existing=True)
+    if chain is None or not _chain_row_intact(chain):
+        return Verdict(mismatch={"chain": "the chain's head or anchor was changed"})
     walk = _Walk(chain.anchor_seq, chain.anchor_mac)
-    if not _chain_row_intact(chain):
-        walk.verdict.mismatch = {"chain": "the chain's head or anchor was changed"}
-        return walk.verdict
     for entry in _entries_in_order():
         problem = _check(entry, walk)
         if problem:

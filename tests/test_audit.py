@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import hashes, hmac
 from flask_migrate import upgrade
 
 from portal import audit, create_app, settings
@@ -145,6 +146,16 @@ def test_verify_notices_the_chain_row_rewound_to_hide_a_cut(app, boss):
     assert "chain" in shown["first_mismatch"]
 
 
+def test_verify_notices_the_chain_row_deleted(app, boss):
+    record_entries(boss, 2)
+    tamper("DELETE FROM audit_chain")
+
+    code, shown = verify_command(app)
+
+    assert (code, shown["intact"]) == (1, False)
+    assert "chain" in shown["first_mismatch"]
+
+
 def test_verify_notices_the_oldest_entries_cut_off(app, boss):
     record_entries(boss, 5)
     second = db.session.scalar(sa.select(AuditEntry.mac).where(AuditEntry.seq == 2))
@@ -204,6 +215,25 @@ def test_a_suite_switch_and_a_key_rotation_keep_old_entries_verifiable(app, boss
     code, shown = verify_command(app)
     assert (code, shown["first_mismatch"]["seq"]) == (1, 1)
     assert "no longer holds" in shown["first_mismatch"]["problem"]
+
+
+@pytest.mark.parametrize("suite, algorithm", [("standard", hashes.SHA256), ("sm", hashes.SM3)])
+def test_an_entrys_mac_is_the_suites_hmac_of_the_previous_mac_and_the_entry(
+    app, boss, suite, algorithm
+):
+    """As docs/security.md says: HMAC(HMAC(DATA_KEY, "audit"), previous mac ‖ canonical)."""
+    app.config.update(CRYPTO_SUITE=suite)
+    record_entries(boss, 2)
+    first, second = db.session.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq)).all()
+
+    def keyed(key: bytes, message: bytes) -> bytes:
+        mac = hmac.HMAC(key, algorithm())
+        mac.update(message)
+        return mac.finalize()
+
+    key = keyed(b"test-secret", b"audit")
+    assert first.mac == keyed(key, audit._canonical(first)).hex()
+    assert second.mac == keyed(key, first.mac.encode() + audit._canonical(second)).hex()
 
 
 def test_under_the_sm_suite_entries_are_macd_with_hmac_sm3(app, boss):
