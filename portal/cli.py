@@ -10,11 +10,11 @@ from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 from sqlalchemy.exc import IntegrityError
 
-from portal import accounts, demo, jobs, providers, two_factor
+from portal import accounts, audit, demo, jobs, providers, two_factor
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Admin
-from portal.protection import resealing, sealing
+from portal.protection import callback_urls, resealing, sealing
 
 providers_cli = AppGroup("providers", help="Access providers.")
 
@@ -24,6 +24,12 @@ providers_cli = AppGroup("providers", help="Access providers.")
 @click.option("--callback-url", help="Where status-change webhooks are POSTed.")
 def create_provider(name: str, callback_url: str | None) -> None:
     """Create a provider; the last line is JSON with its API key and webhook secret, shown once."""
+    callback_url = (callback_url or "").strip() or None
+    if callback_url:
+        try:
+            callback_urls.check_saved(callback_url)
+        except callback_urls.Refused as refused:
+            raise click.BadParameter(str(refused), param_hint="--callback-url") from refused
     try:
         provider, api_key = providers.create(name, callback_url, utcnow())
         db.session.commit()
@@ -165,6 +171,18 @@ def _queue() -> Queue:
     return queue
 
 
+audit_cli = AppGroup("audit", help="The audit log.")
+
+
+@audit_cli.command("verify")
+def verify_audit() -> None:
+    """Check the audit chain: exit 0 when intact, 1 naming the first entry that does not match."""
+    verdict = audit.verify()
+    click.echo(json.dumps(verdict.as_json(), ensure_ascii=False))
+    if not verdict.intact:
+        raise SystemExit(1)
+
+
 def register(app: Flask) -> None:
-    for command in (providers_cli, admins_cli, data_cli, load_demo, sweep, worker, cron):
+    for command in (providers_cli, admins_cli, audit_cli, data_cli, load_demo, sweep, worker, cron):
         app.cli.add_command(command)

@@ -81,6 +81,13 @@ CONSOLE = {
     ),
 }
 
+# Why the console refuses a callback URL (portal/protection/callback_urls.py), by refusal.
+CALLBACK_REFUSED = {
+    "INVALID": "请填写以 http:// 或 https:// 开头的完整网址（不含用户名和密码）。",
+    "NOT_HTTPS": "回调地址必须使用 https。",
+    "PRIVATE": "回调地址不能指向本机、内网、链路本地或云服务元数据地址。",
+}
+
 # How statuses and kinds read in the console.
 LABELS = {
     "pending_verification": "待短信核验",
@@ -149,6 +156,8 @@ ACTION_LABELS = {
     "approve": "审核通过",
     "reject": "驳回",
     "export_csv": "导出 CSV",
+    "view_filing": "查看备案详情",
+    "export_audit": "导出操作日志",
     "update_rollout": "修改开通设置",
     "update_rule": "修改备案类型核验规则",
     "create_provider": "新建接入商",
@@ -172,6 +181,7 @@ AUDIT_TARGET_KINDS = {
     "provider": "接入商",
     "admin": "账号",
     "province": "省份",
+    "audit log": "操作日志",
 }
 AUDIT_TARGET_PHONE = "手机号码"
 

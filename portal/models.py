@@ -421,12 +421,18 @@ class SigninThrottle(db.Model):
 
 
 class AuditEntry(TenantOwned, db.Model):
-    """An admin action: who, when, what, and the state before and after. Never changed."""
+    """An admin action: who, when, what, from where, and the state before and after. Never
+    changed: each entry is chained to the one before by a keyed MAC (portal/audit.py)."""
 
     __tablename__ = "audit_entries"
-    __table_args__ = (sa.Index("ix_audit_entries_province_at", "province_slug", "at"),)
+    __table_args__ = (
+        sa.Index("ix_audit_entries_province_at", "province_slug", "at"),
+        sa.UniqueConstraint("seq", name="uq_audit_entries_seq"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The entry's place in the chain: 1, 2, 3 … with no gap.
+    seq: Mapped[int]
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     admin_id: Mapped[int] = mapped_column(sa.ForeignKey("admins.id"))
     admin_username: Mapped[str] = mapped_column(sa.String(64))
@@ -436,3 +442,28 @@ class AuditEntry(TenantOwned, db.Model):
     target: Mapped[str] = mapped_column(sa.String(128))
     before: Mapped[dict | None] = mapped_column(sa.JSON)
     after: Mapped[dict | None] = mapped_column(sa.JSON)
+    # The admin's address, whole: the console's users are officials, not applicants.
+    address: Mapped[str | None] = mapped_column(sa.String(64))
+    # HMAC(key, previous entry's mac ‖ this entry), under the suite and key it names; ""
+    # for an entry written before the chain began.
+    suite: Mapped[str] = mapped_column(sa.String(16))
+    key_id: Mapped[str] = mapped_column(sa.String(16))
+    mac: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditChain(db.Model):
+    """The audit chain's one row: its head (the last entry appended, locked by each append so
+    that two requests never chain to the same entry) and its anchor (the first entry kept and
+    the mac it chains to, moved on by retention). `tag` is their MAC, so that neither end can
+    be cut off unseen."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    head_seq: Mapped[int]
+    head_mac: Mapped[str] = mapped_column(sa.String(64))
+    anchor_seq: Mapped[int]
+    anchor_mac: Mapped[str] = mapped_column(sa.String(64))
+    suite: Mapped[str] = mapped_column(sa.String(16))
+    key_id: Mapped[str] = mapped_column(sa.String(16))
+    tag: Mapped[str] = mapped_column(sa.String(64))

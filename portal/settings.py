@@ -40,6 +40,7 @@ GATEWAY_SETTINGS = (
     "TENCENT_SMS_ENDPOINT",
     "TENCENT_SMS_PROTOCOL",
 )
+MIN_AUDIT_RETENTION_DAYS = 180
 
 
 class SettingsError(RuntimeError):
@@ -58,6 +59,8 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
             raise SettingsError(f"PORTAL_ENV=production needs {', '.join(missing)}")
         if environ.get("CAPTCHA_TEST_ANSWER"):
             raise SettingsError("CAPTCHA_TEST_ANSWER is refused in production")
+        if _flag(environ, "CALLBACK_ALLOW_PRIVATE"):
+            raise SettingsError("CALLBACK_ALLOW_PRIVATE is refused in production")
     instance = Path(instance_path)
     secret_key = environ.get("SECRET_KEY") or _instance_secret(instance)
     sms_backend = environ.get("SMS_BACKEND") or ("console" if production else "file")
@@ -95,6 +98,9 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         # Console sessions end after this long without a request, and after this long in all.
         "ADMIN_IDLE_MINUTES": _positive(environ, "ADMIN_IDLE_MINUTES", 15),
         "ADMIN_SESSION_HOURS": _positive(environ, "ADMIN_SESSION_HOURS", 8),
+        "AUDIT_RETENTION_DAYS": _audit_retention_days(environ),
+        # Callbacks to loopback and private addresses: for local receivers in development.
+        "CALLBACK_ALLOW_PRIVATE": _flag(environ, "CALLBACK_ALLOW_PRIVATE"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
@@ -165,6 +171,20 @@ def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
     value = environ.get(name) or str(default)
     if not value.isdigit() or int(value) == 0:
         raise SettingsError(f"{name} is a whole number above 0, not {value!r}")
+    return int(value)
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "false").lower() == "true"
+
+
+def _audit_retention_days(environ: Mapping[str, str]) -> int:
+    """Audit records are kept at least six months (GB/T 22239-2019, level 3)."""
+    value = environ.get("AUDIT_RETENTION_DAYS") or "365"
+    if not value.isdigit() or int(value) < MIN_AUDIT_RETENTION_DAYS:
+        raise SettingsError(
+            f"AUDIT_RETENTION_DAYS is a whole number of days, at least {MIN_AUDIT_RETENTION_DAYS}, not {value!r}"
+        )
     return int(value)
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from portal import captchas, events, jobs, pruning, signin_throttle
+from portal import audit, captchas, events, jobs, pruning, signin_throttle
 from portal.delivery import reroute
 from portal.extensions import db
 from portal.models import (
@@ -165,7 +165,7 @@ def run_due(now: datetime) -> dict[str, int]:
     """Both sweeps, the erasure of personal data past its retention period, the texts due to
     go through another gateway, the deletion of expired captchas, of finished per-phone counts
     and of sign-in throttles gone quiet, then the relay of anything left undelivered, then the
-    pruning of what has outlived its period; commits."""
+    pruning of what has outlived its period and of the audit log past its retention; commits."""
     expired = expire(now)
     resent = noon_resend(now)
     erased = erase_personal_data(now)
@@ -176,6 +176,7 @@ def run_due(now: datetime) -> dict[str, int]:
     jobs.commit()
     relayed = jobs.relay(now)
     pruned = pruning.prune(now)
+    audit_pruned = audit.prune(now)
     return {
         "expired": len(expired),
         "noon_resent": len(resent),
@@ -183,4 +184,5 @@ def run_due(now: datetime) -> dict[str, int]:
         "rerouted": len(rerouted),
         "relayed": relayed,
         "pruned": pruned,
+        "audit_pruned": audit_pruned,
     }

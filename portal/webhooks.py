@@ -2,22 +2,29 @@
 
 The body is signed with the provider's webhook secret: `X-Signature: sha256=<hex
 HMAC-SHA256 of the raw body>`. Every attempt is recorded; `event_id` lets the
-provider drop the duplicates that at-least-once delivery brings.
+provider drop the duplicates that at-least-once delivery brings. The callback URL is checked
+and connected to as portal/protection/callback_urls.py says.
 """
 
 import hashlib
 import hmac
 import json
+import logging
 from datetime import datetime
 
-import requests
+import urllib3
 
 from portal import providers
 from portal.clock import iso_shanghai
 from portal.extensions import db
 from portal.models import Event, Provider, WebhookDelivery
+from portal.protection import callback_urls
+
+log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10
+# The certificate authorities a receiver's certificate is checked against: None, the system's.
+CA_CERTS: str | None = None
 
 
 class DeliveryFailed(Exception):
@@ -41,7 +48,8 @@ def signature(secret: str, raw_body: bytes) -> str:
 def post(event: Event, now: datetime) -> bool:
     """One attempt, recorded; false when the provider has no callback URL to post to.
 
-    Raises DeliveryFailed unless the provider answered 2xx.
+    Raises DeliveryFailed unless the provider answered 2xx. The attempt records a generic
+    reason, never the error text of the host that answered (the provider reads it).
     """
     provider = db.session.get(Provider, event.provider_id)
     if not provider.callback_url:
@@ -49,23 +57,64 @@ def post(event: Event, now: datetime) -> bool:
     raw = body(event)
     attempt = WebhookDelivery(event_id=event.id, attempted_at=now)
     db.session.add(attempt)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Signature": signature(providers.webhook_secret(provider), raw),
+        "X-Event-Id": event.id,
+    }
     try:
-        response = requests.post(
-            provider.callback_url,
-            data=raw,
-            headers={
-                "Content-Type": "application/json",
-                "X-Signature": signature(providers.webhook_secret(provider), raw),
-                "X-Event-Id": event.id,
-            },
-            timeout=TIMEOUT_SECONDS,
-            allow_redirects=False,
-        )
-    except requests.RequestException as error:
-        attempt.error = f"{type(error).__name__}: {error}"[:500]
-        raise DeliveryFailed(attempt.error) from error
-    attempt.status_code = response.status_code
-    if not 200 <= response.status_code < 300:
-        attempt.error = f"HTTP {response.status_code}"
+        attempt.status_code = _send(provider.callback_url, raw, headers)
+    except DeliveryFailed as failed:
+        attempt.error = str(failed)
+        raise
+    if not 200 <= attempt.status_code < 300:
+        attempt.error = f"HTTP {attempt.status_code}"
         raise DeliveryFailed(attempt.error)
     return True
+
+
+def _send(url: str, raw: bytes, headers: dict[str, str]) -> int:
+    """POST to the address the URL's host was checked to have now; the answer's status."""
+    try:
+        target = callback_urls.check(url)
+    except callback_urls.Refused as refused:
+        raise DeliveryFailed(refused.refusal.value) from refused
+    try:
+        with _pool(target) as pool:
+            response = pool.urlopen(
+                "POST",
+                target.path,
+                body=raw,
+                headers={**headers, "Host": target.host_header},
+                redirect=False,
+                retries=False,
+                preload_content=False,  # only the status counts: the body is never read
+            )
+            return response.status
+    except urllib3.exceptions.HTTPError as error:
+        log.warning("webhook to %s (%s) failed: %r", target.host, target.address, error)
+        raise DeliveryFailed(_reason(error)) from error
+
+
+def _pool(target: callback_urls.Target) -> urllib3.HTTPConnectionPool:
+    timeout = urllib3.Timeout(total=TIMEOUT_SECONDS)
+    if target.scheme == "http":
+        return urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout)
+    return urllib3.HTTPSConnectionPool(
+        target.address,
+        target.port,
+        timeout=timeout,
+        server_hostname=target.host,
+        assert_hostname=target.host,
+        ca_certs=CA_CERTS,
+    )
+
+
+def _reason(error: urllib3.exceptions.HTTPError) -> str:
+    if isinstance(error, urllib3.exceptions.NewConnectionError):  # a TimeoutError in urllib3 2
+        return "connection failed"
+    if isinstance(error, urllib3.exceptions.TimeoutError):
+        return "timeout"
+    if isinstance(error, urllib3.exceptions.SSLError):
+        return "TLS failed"
+    return "connection failed"

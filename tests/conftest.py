@@ -223,6 +223,13 @@ def redis_connection():
 
 
 @pytest.fixture
+def allow_local_callbacks(env) -> None:
+    """Callbacks may reach the test's receivers on 127.0.0.1, as in development (set before
+    `app` is built; use it through `usefixtures`, which sets it up first)."""
+    env["CALLBACK_ALLOW_PRIVATE"] = "true"
+
+
+@pytest.fixture
 def on_rq(env, redis_connection) -> None:
     """Jobs go to RQ on the test Redis (set before `app` is built)."""
     env["REDIS_URL"] = REDIS_TEST_URL

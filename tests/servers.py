@@ -3,19 +3,25 @@ a Redis of the test's own.
 
 The endpoint listens on 127.0.0.1 on a free port, records every request as received
 (headers and raw body) and answers each from a scripted list of status codes, then with
-`then` once the list is used up.
+`then` once the list is used up. Given a TLS context, it speaks https.
 """
 
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis import Redis
 
 STARTUP_SECONDS = 30
@@ -36,19 +42,28 @@ class Received:
 class Endpoint:
     """Use as a context manager: the server runs inside the `with` block."""
 
-    def __init__(self, statuses: Iterable[int] = (), then: int = 200, path: str = "/hook"):
+    def __init__(
+        self,
+        statuses: Iterable[int] = (),
+        then: int = 200,
+        path: str = "/hook",
+        tls: ssl.SSLContext | None = None,
+    ):
         self.path = path
+        self._scheme = "https" if tls else "http"
         self._script = list(statuses)
         self._then = then
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        if tls:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}{self.path}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_port}{self.path}"
 
     @property
     def requests(self) -> list[Received]:
@@ -124,3 +139,36 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+
+def server_tls(name: str, directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A TLS context serving a self-signed certificate for `name`, and the certificate's file
+    (for the client to trust)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / f"{name}.pem"
+    key_path = directory / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path

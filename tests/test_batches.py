@@ -68,6 +68,7 @@ def test_a_failed_text_in_a_batch_is_scheduled_for_its_own_retry(queue, submit_f
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.usefixtures("allow_local_callbacks")
 def test_a_mass_expiry_posts_its_events_from_batch_jobs_and_retries_a_failure_alone(
     queue, submit_filing, provider, monkeypatch
 ):

@@ -72,6 +72,7 @@ def test_sweep_command_expires_a_past_deadline_filing_and_prints_the_counts(
         "rerouted": 0,
         "relayed": 0,
         "pruned": 0,
+        "audit_pruned": 0,
     }
     status, reason, verifications, events = filing_state(filing["id"])
     assert (status, reason, verifications) == ("returned", "expired", ["expired", "expired"])
@@ -94,6 +95,7 @@ def test_sweep_command_sends_the_noon_resend(app, clock, submit_filing, sent_cod
         "rerouted": 0,
         "relayed": 0,
         "pruned": 0,
+        "audit_pruned": 0,
     }
     assert sorted(line["to"] for line in sent_texts(env["SMS_FILE_PATH"])) == sorted(PHONES * 2)
     assert sent_codes() == codes

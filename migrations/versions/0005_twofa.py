@@ -68,6 +68,10 @@ def upgrade():
         batch_op.drop_index('ix_signin_failures_address_at')
 
     op.drop_table('signin_failures')
+    # SQLite rebuilds `admins` to drop columns: rows that refer to it must not stop that.
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        op.execute("PRAGMA foreign_keys=OFF")
     with op.batch_alter_table('admins', schema=None) as batch_op:
         batch_op.add_column(sa.Column('totp_secret', sa.String(length=512), nullable=True))
         batch_op.add_column(sa.Column('totp_enrolled_at', sa.DateTime(), nullable=True))
@@ -75,6 +79,8 @@ def upgrade():
         batch_op.drop_column('failed_signins')
         batch_op.drop_column('locked_until')
         batch_op.drop_column('session_token')
+    if sqlite:
+        op.execute("PRAGMA foreign_keys=ON")
 
 
 def downgrade():

@@ -15,7 +15,6 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.meta import DefaultMeta
 from wtforms.validators import (
-    URL,
     DataRequired,
     InputRequired,
     Length,
@@ -24,8 +23,17 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from portal.messages import CONSOLE, LABELS
+from portal.messages import CALLBACK_REFUSED, CONSOLE, LABELS
 from portal.models import FilingStatus
+from portal.protection import callback_urls
+
+
+def public_callback_url(_form, field) -> None:
+    """A callback URL the portal may post to (portal/protection/callback_urls.py)."""
+    try:
+        callback_urls.check_saved(field.data)
+    except callback_urls.Refused as refused:
+        raise ValidationError(CALLBACK_REFUSED[refused.refusal.name]) from refused
 
 
 class ConsoleForm(FlaskForm):
@@ -74,13 +82,13 @@ class RuleForm(ConsoleForm):
 class ProviderForm(ConsoleForm):
     name = StringField("接入商名称", validators=[DataRequired(), Length(max=128)])
     callback_url = StringField(
-        "回调地址", validators=[Optional(), URL(require_tld=False), Length(max=2048)]
+        "回调地址", validators=[Optional(), Length(max=2048), public_callback_url]
     )
 
 
 class CallbackForm(ConsoleForm):
     callback_url = StringField(
-        "回调地址", validators=[Optional(), URL(require_tld=False), Length(max=2048)]
+        "回调地址", validators=[Optional(), Length(max=2048), public_callback_url]
     )
 
 
@@ -119,3 +127,13 @@ class FilingSearchForm(ConsoleForm):
     created_from = DateField("提交日期从", validators=[Optional(), within_search_dates])
     created_to = DateField("至", validators=[Optional(), within_search_dates])
     province = SelectField("省份", validators=[Optional()])
+
+
+class AuditSearchForm(ConsoleForm):
+    class Meta:
+        csrf = False
+
+    date_from = DateField("日期从", validators=[Optional()])
+    date_to = DateField("至", validators=[Optional()])
+    actor = StringField("管理员", validators=[Optional(), Length(max=64)])
+    action = SelectField("操作", validators=[Optional()])

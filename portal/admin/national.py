@@ -131,8 +131,10 @@ def provider_action(provider_id: int, action: str):
         provider.active = not provider.active
     else:
         form = CallbackForm()
-        if form.validate():
-            provider.callback_url = form.callback_url.data or None
+        if not form.validate():
+            flash("；".join(errors[0] for errors in form.errors.values()))
+            return redirect(url_for("admin.provider_list"))
+        provider.callback_url = form.callback_url.data or None
     audit.record(
         current_user,
         f"provider_{action}",

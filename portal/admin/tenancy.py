@@ -7,8 +7,10 @@ entity appears — so a view cannot forget the filter. A national admin's reques
 the applicant pages, the API and the jobs are not filtered.
 """
 
+from collections.abc import Iterator
+
 import sqlalchemy as sa
-from flask import g, has_app_context
+from flask import g, has_app_context, stream_with_context
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from portal.models import TenantOwned
@@ -17,6 +19,21 @@ from portal.models import TenantOwned
 def serve_as(province_slug: str | None) -> None:
     """Filter this request's queries to a province; None (a national admin) filters nothing."""
     g.tenant = province_slug
+
+
+def stream_as_tenant(rows: Iterator[str]) -> Iterator[str]:
+    """`stream_with_context` for the console: a streamed body is read after the request's
+    teardown has left the tenant, so it is read as the request's tenant again."""
+    tenant = g.get("tenant")
+
+    def as_tenant() -> Iterator[str]:
+        serve_as(tenant)
+        try:
+            yield from rows
+        finally:
+            serve_as(None)
+
+    return stream_with_context(as_tenant())
 
 
 def _add_tenant_criteria(state: ORMExecuteState) -> None:

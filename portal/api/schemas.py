@@ -119,7 +119,12 @@ class FilingOut(BaseModel):
 class WebhookAttemptOut(BaseModel):
     attempted_at: str = Field(description="ISO 8601, +08:00")
     status_code: int | None
-    error: str | None
+    error: str | None = Field(
+        description="Why the attempt failed: `HTTP <status>`, `timeout`, `connection failed`,"
+        " `TLS failed`, `name not resolved`, or `refused: …` (a callback URL the portal does"
+        " not post to: `private address`, `https required`, `invalid URL`); null when it"
+        " succeeded"
+    )
 
 
 class EventOut(BaseModel):

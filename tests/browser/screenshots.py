@@ -137,6 +137,8 @@ def admin_pages(browser: Browser, portal: LivePortal) -> None:
     shoot(page, "admin-rollout")
     assert page.request.get("/admin/filings.csv?phone=" + PHONE_A).ok
     page.get_by_role("link", name="操作日志").click()
+    page.locator("form.search").get_by_label("操作").select_option("view_filing")
+    expect(page.locator("#results")).not_to_contain_text("update_rule")
     shoot(page, "admin-audit")
     page.context.close()
 
