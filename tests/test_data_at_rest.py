@@ -16,10 +16,11 @@ from portal import jobs
 from portal.clock import utcnow
 from portal.messages import Outcome
 from portal.protection.sealing import SUITES
+from tests.admins import csrf, sign_in
 from tests.conftest import pg_database
 from tests.factories import CAPTCHA, form_fields
 from tests.servers import Endpoint
-from tests.test_admin import admins, csrf, sign_in  # noqa: F401  (admins is a fixture)
+from tests.test_admin import admins  # noqa: F401  (a fixture)
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
@@ -36,14 +37,16 @@ OTHER = {"name": "慕容秋水", "phone": "18611223344", "id": resident_id("6201
 PEOPLE = (ENTITY, SITE, OTHER)
 
 
+# A database of this test's own, on either backend: the copy holds this journey only.
 @pytest.fixture
-def database_urls(backend, tmp_path):
-    """A database of this test's own: the copy holds this journey only."""
-    if backend == "sqlite":
-        yield {"sqlite": f"sqlite:///{tmp_path / 'copy.sqlite3'}"}
-        return
+def sqlite_database_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'copy.sqlite3'}"
+
+
+@pytest.fixture
+def postgresql_database_url(tmp_path):
     with pg_database(f"portal_at_rest_{tmp_path.name[-12:].replace('-', '_')}") as url:
-        yield {"postgresql": url}
+        yield url
 
 
 @pytest.fixture
@@ -156,11 +159,11 @@ def database_copy(app, backend: str, url: str) -> bytes:
     return dumped.stdout
 
 
-@pytest.mark.usefixtures("admins")
+@pytest.mark.usefixtures("allow_local_callbacks", "admins")
 def test_a_copy_of_the_database_holds_no_personal_data(
     app,
     backend,
-    database_urls,
+    env,
     client,
     provider,
     sent_codes,
@@ -176,7 +179,7 @@ def test_a_copy_of_the_database_holds_no_personal_data(
         assert len(receiver.requests) >= 2, "the status changes reached the provider"
     assert len(codes) == 3
 
-    copy = database_copy(app, backend, database_urls[backend])
+    copy = database_copy(app, backend, env["DATABASE_URL"])
 
     assert b"138****5678" in copy, "the masked forms are there: the copy is the right one"
     leaks = {

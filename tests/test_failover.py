@@ -169,7 +169,7 @@ def test_after_a_timeout_the_text_is_sent_and_goes_elsewhere_only_without_a_rece
     assert sweeps.run_due(sent_at + timedelta(seconds=121))["rerouted"] == 1
     (resent,) = second.sent
     other = timed_out[1]
-    phone = other.verification.phone
+    phone = verification_phone(other.verification)
     assert resent.params["PhoneNumberSet"] == [f"+86{phone}"]
     assert resent.params["TemplateParamSet"][0] == _codes()[phone]
     assert sweeps.run_due(sent_at + timedelta(seconds=300))["rerouted"] == 0
@@ -191,7 +191,7 @@ def test_an_undelivered_receipt_sends_the_text_once_through_the_next_gateway(
     first, second = on_both
     filing = submit_filing()
     original = _messages()[0]
-    phone = original.verification.phone
+    phone = verification_phone(original.verification)
     report = _aliyun_report(original.gateway_message_id, f"sms-{original.id}", success=False)
 
     assert client.post(f"/sms/receipts/aliyun/{TOKEN}", json=[report]).status_code == 200
