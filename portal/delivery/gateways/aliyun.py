@@ -22,6 +22,7 @@ from portal.delivery.gateways.interface import (
     Refused,
     failure,
     our_message_id,
+    settings_of,
     shanghai_time,
 )
 from portal.delivery.texts import Text
@@ -81,11 +82,8 @@ def from_config(config: dict) -> AliyunGateway:
         "sign_name": "ALIYUN_SMS_SIGN_NAME",
         "template_code": "ALIYUN_SMS_TEMPLATE_CODE",
     }
-    missing = [name for name in settings.values() if not config.get(name)]
-    if missing:
-        raise ValueError(f"SMS_BACKEND=aliyun needs {', '.join(missing)}")
     return AliyunGateway(
-        **{argument: config[name] for argument, name in settings.items()},
+        **settings_of(config, "aliyun", settings),
         endpoint=config.get("ALIYUN_SMS_ENDPOINT") or DEFAULT_ENDPOINT,
         protocol=config.get("ALIYUN_SMS_PROTOCOL") or "https",
     )

@@ -52,6 +52,15 @@ class Gateway(Protocol):
 _QUERY = re.compile(r"\?\S*")
 
 
+def settings_of(config: dict, gateway: str, settings: dict[str, str]) -> dict[str, str]:
+    """The gateway's arguments, read from its settings (argument → setting); a missing one is
+    named, with every other missing, before anything is sent."""
+    missing = [name for name in settings.values() if not config.get(name)]
+    if missing:
+        raise ValueError(f"SMS_BACKEND={gateway} needs {', '.join(missing)}")
+    return {argument: config[name] for argument, name in settings.items()}
+
+
 def failure(gateway: str, error: BaseException) -> Refused | TimedOut:
     """What an SDK's or client's exception means: sent and unanswered, or not taken."""
     described = _QUERY.sub("?…", f"{type(error).__name__}: {error}")

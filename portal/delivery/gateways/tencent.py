@@ -22,6 +22,7 @@ from portal.delivery.gateways.interface import (
     ReceiptFormat,
     Refused,
     failure,
+    settings_of,
     shanghai_time,
 )
 from portal.delivery.texts import Text
@@ -80,11 +81,8 @@ def from_config(config: dict) -> TencentGateway:
         "sign_name": "TENCENT_SMS_SIGN_NAME",
         "template_id": "TENCENT_SMS_TEMPLATE_ID",
     }
-    missing = [name for name in settings.values() if not config.get(name)]
-    if missing:
-        raise ValueError(f"SMS_BACKEND=tencent needs {', '.join(missing)}")
     return TencentGateway(
-        **{argument: config[name] for argument, name in settings.items()},
+        **settings_of(config, "tencent", settings),
         region=config.get("TENCENT_SMS_REGION") or DEFAULT_REGION,
         endpoint=config.get("TENCENT_SMS_ENDPOINT") or DEFAULT_ENDPOINT,
         protocol=config.get("TENCENT_SMS_PROTOCOL") or "https",
