@@ -126,12 +126,15 @@ def test_eleven_texts_at_once_go_within_the_limits_each_exactly_once(
     t0 = clock.now
     for n in range(11):
         submit_filing(one_phone(f"REF-{n}"))
+    # Each text that waits is told when it goes, in the order they came.
+    planned = [t.paced_until or t.sent_at for t in texts()]
 
     relay_until_nothing_waits(clock)
 
     sent = texts()
     assert [m.status for m in sent] == [MessageStatus.SENT] * 11
-    minutes = [(m.sent_at - t0) / MINUTE for m in sorted(sent, key=lambda m: m.sent_at)]
+    assert [m.sent_at for m in sent] == planned
+    minutes = [(m.sent_at - t0) / MINUTE for m in sent]
     # Five a minute apart, the 6th at the end of the first text's hour, the 11th a day on.
     assert minutes == [0, 1, 2, 3, 4, 60, 61, 62, 63, 64, 24 * 60]
     assert len(sent_texts(env["SMS_FILE_PATH"])) == 11

@@ -52,16 +52,19 @@ def next_slot(sent: list[datetime], now: datetime, limits: Limits) -> datetime:
 def plan(
     messages: list[SmsMessage], now: datetime
 ) -> tuple[list[SmsMessage], list[tuple[SmsMessage, datetime]]]:
-    """The texts that may go now, and those that wait with when each may go. Texts of the batch
-    to one phone are spaced out as if each before them went at its own time."""
+    """The texts that may go now, and those that wait with when each may go. A text already
+    waiting keeps its place; a new one goes after the texts sent and those waiting. Texts of the
+    batch to one phone are spaced out as if each before them went at its own time."""
     limits = configured_limits()
-    sent = sent_times({message.verification.phone_digest for message in messages}, now)
+    sent, waiting_at = _texts_of_phones(messages, now)
     ready: list[SmsMessage] = []
     waiting: list[tuple[SmsMessage, datetime]] = []
     for message in messages:
-        times = sent.setdefault(message.verification.phone_digest, [])
-        slot = next_slot(times, now, limits)
-        times.append(slot)
+        digest = message.verification.phone_digest
+        before = sent.setdefault(digest, [])
+        ahead = before if message.paced_until else before + waiting_at.get(digest, [])
+        slot = next_slot(sorted(ahead), now, limits)
+        before.append(slot)
         if slot <= now:
             ready.append(message)
         else:
@@ -69,18 +72,33 @@ def plan(
     return ready, waiting
 
 
-def sent_times(phone_digests: set[str], now: datetime) -> dict[str, list[datetime]]:
-    """When each phone was sent texts in the last 24 hours, oldest first: one query."""
+def _texts_of_phones(
+    messages: list[SmsMessage], now: datetime
+) -> tuple[dict[str, list[datetime]], dict[str, list[datetime]]]:
+    """For the phones of the batch, in one query: when each was sent texts in the last 24 hours,
+    and when its other texts that wait may go."""
     rows = db.session.execute(
-        sa.select(Verification.phone_digest, SmsMessage.sent_at)
+        sa.select(Verification.phone_digest, SmsMessage.sent_at, SmsMessage.paced_until)
         .join(Verification, SmsMessage.verification_id == Verification.id)
-        .where(Verification.phone_digest.in_(phone_digests), SmsMessage.sent_at > now - DAY)
-        .order_by(SmsMessage.sent_at)
+        .where(
+            Verification.phone_digest.in_({m.verification.phone_digest for m in messages}),
+            SmsMessage.id.not_in([m.id for m in messages]),
+            sa.or_(
+                SmsMessage.sent_at > now - DAY,
+                sa.and_(
+                    SmsMessage.status == MessageStatus.QUEUED, SmsMessage.paced_until.is_not(None)
+                ),
+            ),
+        )
     )
-    times: dict[str, list[datetime]] = {}
-    for digest, sent_at in rows:
-        times.setdefault(digest, []).append(sent_at)
-    return times
+    sent: dict[str, list[datetime]] = {}
+    waiting_at: dict[str, list[datetime]] = {}
+    for digest, sent_at, paced_until in rows:
+        if sent_at is not None:
+            sent.setdefault(digest, []).append(sent_at)
+        else:
+            waiting_at.setdefault(digest, []).append(paced_until)
+    return sent, waiting_at
 
 
 def daily_cap_reached(phone_digest: str, now: datetime) -> bool:
