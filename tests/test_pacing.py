@@ -13,7 +13,7 @@ from portal.extensions import db
 from portal.messages import LABELS, Outcome
 from portal.models import MessageStatus, SmsMessage, Verification
 from portal.resend import resend_verification
-from tests.admins import make_admin, sign_in
+from tests.admins import csrf, make_admin, sign_in
 from tests.factories import ID_A, new_filing_body, principal, run_worker, sent_texts
 
 PHONE = "13900000001"
@@ -140,13 +140,26 @@ def test_eleven_texts_at_once_go_within_the_limits_each_exactly_once(
     assert len(sent_texts(env["SMS_FILE_PATH"])) == 11
 
 
-def test_a_resend_over_the_daily_limit_answers_the_resend_limit(app, clock, submit_filing, env):
+def test_a_resend_over_the_daily_limit_answers_the_resend_limit(app, clock, submit_filing, client):
     t0 = clock.now
     filings = [submit_filing(one_phone(f"REF-{n}")) for n in range(10)]
     relay_until_nothing_waits(clock)
     clock.now += MINUTE
 
     assert resend(filings[0]["id"], clock.now) == Outcome.RESEND_LIMIT_REACHED
+    db.session.add(make_admin("national", None, clock.now))
+    db.session.commit()
+    sign_in(client, "national")
+    filing_page = f"/admin/filings/{filings[0]['id']}"
+    verification_id = db.session.scalar(
+        sa.select(Verification.id).where(Verification.filing_id == filings[0]["id"])
+    )
+    answer = client.post(
+        f"{filing_page}/verifications/{verification_id}/resend",
+        data={"csrf_token": csrf(client, filing_page)},
+        follow_redirects=True,
+    )
+    assert Outcome.RESEND_LIMIT_REACHED.message in answer.get_data(as_text=True)
 
     assert len(texts()) == 10
     resent = db.session.scalar(
