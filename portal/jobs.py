@@ -22,7 +22,7 @@ from sqlalchemy.orm import joinedload
 
 from portal import monitoring, webhooks
 from portal.clock import utcnow
-from portal.delivery import reroute
+from portal.delivery import pacing, reroute
 from portal.delivery.gateways import Accepted, TimedOut
 from portal.delivery.texts import text_for
 from portal.extensions import db
@@ -85,8 +85,11 @@ def enqueue_sms_batches(message_ids: list[int]) -> None:
     """Queue texts `SMS_BATCH` to a job (a filing's texts, or a noon resend of thousands)."""
     # A batch job that fails as a whole (the database away) is run again; each text it
     # sent is marked sent, so a repeat claims only the texts still to send.
-    retry = Retry(max=BATCH_RETRIES, interval=list(SMS_RETRY_DELAYS[:BATCH_RETRIES]))
-    _enqueue_batches(deliver_sms_batch, message_ids, SMS_BATCH, retry=retry)
+    _enqueue_batches(deliver_sms_batch, message_ids, SMS_BATCH, retry=_batch_retry())
+
+
+def _batch_retry() -> Retry:
+    return Retry(max=BATCH_RETRIES, interval=list(SMS_RETRY_DELAYS[:BATCH_RETRIES]))
 
 
 def _enqueue_batches(func: Callable, row_ids: list, size: int, **options) -> None:
@@ -196,15 +199,19 @@ def _send_texts(message_ids: list[int]) -> list[SmsMessage]:
     attempt left.
 
     The claim is one `UPDATE … WHERE status = 'queued' RETURNING`: it takes every text still to
-    send, so a text already sent (a duplicate job, a relay) is never sent again. The first text
-    sent for a filing starts its clock. A text whose gateway did not answer in time counts as
-    sent (it may have arrived): `reroute` decides whether it goes elsewhere.
+    send, so a text already sent (a duplicate job, a relay) is never sent again. A text over its
+    phone's pacing limits waits (`_wait`). The first text sent for a filing starts its clock. A
+    text whose gateway did not answer in time counts as sent (it may have arrived): `reroute`
+    decides whether it goes elsewhere.
     """
     claimed = _claim_texts(message_ids, utcnow())
     if not claimed:
         return []
+    ready, waiting = pacing.plan(claimed, utcnow())
+    for message, slot in waiting:
+        _wait(message, slot)
     provinces = {p.slug: p for p in db.session.scalars(sa.select(Province))}
-    outcomes = _send_all(claimed, provinces)
+    outcomes = _send_all(ready, provinces) if ready else []
     sent = [(message, outcome) for message, outcome in outcomes if _handed_over(outcome)]
     _mark_sent(sent, utcnow(), provinces)
     retries = [
@@ -213,7 +220,31 @@ def _send_texts(message_ids: list[int]) -> list[SmsMessage]:
         if not _handed_over(outcome) and _fail(message, outcome, utcnow())
     ]
     db.session.commit()
+    _enqueue_when_due(waiting)
     return retries
+
+
+def _wait(message: SmsMessage, slot: datetime) -> None:
+    """Leave the text queued until pacing lets it go; the wait is not an attempt."""
+    message.attempts -= 1
+    message.next_attempt_at = slot
+    message.paced_until = slot
+
+
+def _enqueue_when_due(waiting: list[tuple[SmsMessage, datetime]]) -> None:
+    """Texts that wait, as RQ jobs delayed until each may go; in-process, the relay sends them
+    when due (nothing sleeps)."""
+    queue = current_app.extensions.get("rq_queue")
+    if queue is None or not waiting:
+        return
+    by_slot: dict[datetime, list[int]] = {}
+    for message, slot in waiting:
+        by_slot.setdefault(slot, []).append(message.id)
+    try:
+        for slot, message_ids in by_slot.items():
+            queue.enqueue_at(slot, deliver_sms_batch, message_ids, retry=_batch_retry())
+    except RedisError:
+        log.warning("could not queue %d paced texts; the relay will", len(waiting))
 
 
 def _handed_over(outcome: Accepted | Exception) -> bool:

@@ -176,6 +176,8 @@ class Verification(TenantOwned, db.Model):
     __table_args__ = (
         sa.Index("ix_verifications_lookup", "province_slug", "phone_digest", "code_digest"),
         sa.Index("ix_verifications_status_noon", "status", "noon_resend_at"),
+        # Pacing counts the texts sent to a phone by its digest.
+        sa.Index("ix_verifications_phone_digest", "phone_digest"),
         sa.Index(
             "uq_verifications_live_code",
             "province_slug",
@@ -245,6 +247,8 @@ class SmsMessage(db.Model):
     # When the relay may queue it again, if no queued job has delivered it by then.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When pacing per phone let it go, if it had to wait (SPEC §9).
+    paced_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The gateway that took the text and its id there (BizId, SerialNo). A text sent whose id
     # is unknown timed out: the gateway may or may not have taken it.
     gateway: Mapped[str | None] = mapped_column(sa.String(16))

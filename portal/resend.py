@@ -8,6 +8,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from portal.delivery import pacing
 from portal.extensions import db
 from portal.filings import awaits_codes, send_codes
 from portal.messages import Outcome
@@ -42,10 +43,13 @@ _PREFERENCE = [Outcome.RESEND_SENT, Outcome.RESEND_LIMIT_REACHED, Outcome.RESEND
 def resend_verification(verification: Verification, province: Province, now: datetime) -> Outcome:
     """Send one verification's code again, if it is still pending and under its limit.
 
-    Used by the public resend page and by an admin; both count against the limit.
+    Used by the public resend page and by an admin; both count against the limit. A resend
+    that would be over the phone's daily pacing limit is refused as over the limit, uncounted.
     """
     if not awaits_codes(verification.filing, now):
         return Outcome.RESEND_NOTHING_PENDING
+    if pacing.daily_cap_reached(verification.phone_digest, now):
+        return Outcome.RESEND_LIMIT_REACHED
     if not _count_resend(verification, province.resend_limit):
         if verification.status != VerificationStatus.PENDING:
             return Outcome.RESEND_NOTHING_PENDING

@@ -82,6 +82,10 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         # Receipts are taken at /sms/receipts/<gateway>/<token>; unset, every one answers 404.
         "SMS_RECEIPT_TOKEN": environ.get("SMS_RECEIPT_TOKEN") or None,
         "SMS_RECEIPT_WAIT_SECONDS": _count(environ, "SMS_RECEIPT_WAIT_SECONDS") or 120,
+        # Pacing per phone, as the carriers require (portal/delivery/pacing.py).
+        "SMS_PHONE_MIN_INTERVAL_SECONDS": _count(environ, "SMS_PHONE_MIN_INTERVAL_SECONDS", "60"),
+        "SMS_PHONE_HOURLY": _positive(environ, "SMS_PHONE_HOURLY", 5),
+        "SMS_PHONE_DAILY": _positive(environ, "SMS_PHONE_DAILY", 10),
         "CAPTCHA_TEST_ANSWER": environ.get("CAPTCHA_TEST_ANSWER") or None,
         "RATELIMIT_ENABLED": environ.get("RATELIMIT_ENABLED", "true").lower() != "false",
         # Rate-limit counters live in Redis beside the jobs, else in this process's memory.

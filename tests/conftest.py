@@ -95,6 +95,10 @@ def env(request, backend, tmp_path) -> dict[str, str]:
         "PORTAL_ENV": "development",
         # Tests send many requests from one address; tests of the limits turn them on.
         "RATELIMIT_ENABLED": "false",
+        # Tests send one phone several texts at once; tests/test_pacing.py keeps the limits.
+        "SMS_PHONE_MIN_INTERVAL_SECONDS": "0",
+        "SMS_PHONE_HOURLY": "1000",
+        "SMS_PHONE_DAILY": "1000",
     }
 
 

@@ -3,7 +3,7 @@
 `gateways/` has one module per gateway behind one interface (`gateways/interface.py`);
 `failover` tries several in order; `texts` writes what is sent; `receipts` takes the
 gateways' delivery reports; `reroute` sends a text through the next gateway when the
-first did not deliver it.
+first did not deliver it; `pacing` holds back a text until its phone may get another.
 """
 
 from redis import Redis

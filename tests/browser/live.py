@@ -133,6 +133,10 @@ def portal_env(workdir: Path) -> dict[str, str]:
         "REDIS_URL": "",
         "PORTAL_ENV": "development",
         "RATELIMIT_ENABLED": "false",
+        # Tests send one phone several texts at once; tests/test_pacing.py keeps the limits.
+        "SMS_PHONE_MIN_INTERVAL_SECONDS": "0",
+        "SMS_PHONE_HOURLY": "1000",
+        "SMS_PHONE_DAILY": "1000",
     }
 
 
