@@ -20,7 +20,7 @@ from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Event
 from portal.verification import verify
-from tests.factories import ID_A, ID_B, run_worker
+from tests.factories import ID_A, ID_B, queues_on, run_worker
 from tests.servers import Endpoint
 
 pytestmark = pytest.mark.usefixtures("allow_local_callbacks")
@@ -44,6 +44,12 @@ def the_event(filing_id: str) -> Event:
     db.session.rollback()
     (event,) = db.session.scalars(sa.select(Event).where(Event.filing_id == filing_id)).all()
     return event
+
+
+@pytest.fixture
+def queue(rq_queues) -> Queue:
+    """Here, the events' queue (`run_worker(queue)` still runs all three)."""
+    return rq_queues["webhooks"]
 
 
 def wait_until_due(queue: Queue, job_id: str, limit_seconds: float = 2.5) -> None:
@@ -303,13 +309,13 @@ def test_event_written_while_redis_was_down_is_delivered_after_the_relay(
     receiver = callback()
     filing = submit_filing()
     run_worker(queue)  # the code texts
-    down = Queue("default", connection=Redis.from_url("redis://127.0.0.1:1/0"))
-    monkeypatch.setitem(app.extensions, "rq_queue", down)
+    down = queues_on(Redis.from_url("redis://127.0.0.1:1/0"))
+    monkeypatch.setitem(app.extensions, "rq_queues", down)
     changed_at = utcnow()
     verify_every_phone(sent_codes, changed_at)
     assert the_event(filing["id"]).next_attempt_at == changed_at
 
-    monkeypatch.setitem(app.extensions, "rq_queue", queue)
+    monkeypatch.setitem(app.extensions, "rq_queues", queues_on(queue.connection))
     assert jobs.relay(changed_at + timedelta(minutes=6)) == 1
     run_worker(queue)
 
