@@ -363,8 +363,27 @@ def deliver_event_batch(event_ids: list[str]) -> None:
 
 
 def _attempt_event(event_id: str) -> Event | None:
-    """One attempt at the event (unless done or held by another job); the event when it
-    failed and has an attempt left."""
+    """One attempt at the event (unless done, held by another job, or its provider has its
+    cap of posts in flight: then it is queued again shortly); the event when it failed and has
+    an attempt left."""
+    queue = queues.rq_queue(queues.WEBHOOKS)
+    if queue is None:
+        return _post_event(event_id)
+    provider_id = db.session.scalar(sa.select(Event.provider_id).where(Event.id == event_id))
+    if provider_id is None:
+        return None
+    try:
+        with webhooks.posting_slot(queue.connection, provider_id):
+            return _post_event(event_id)
+    except webhooks.ProviderBusy:
+        db.session.rollback()
+        retry = Retry(max=len(WEBHOOK_RETRY_DELAYS), interval=list(WEBHOOK_RETRY_DELAYS))
+        later = timedelta(seconds=webhooks.BUSY_RETRY_SECONDS)
+        queue.enqueue_in(later, deliver_event, event_id, retry=retry)
+        return None
+
+
+def _post_event(event_id: str) -> Event | None:
     now = utcnow()
     event = _claim(Event, event_id, lambda e: e.delivered_at is None, now)
     if event is None:

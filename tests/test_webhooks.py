@@ -14,7 +14,7 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.utils import current_timestamp
 
-from portal import jobs, providers
+from portal import jobs, providers, webhooks
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
@@ -301,6 +301,32 @@ def test_on_rq_a_failed_webhook_is_retried_by_rq_until_acknowledged_once(
     queue.enqueue(jobs.deliver_event, event_id)
     run_worker(queue)
     assert len(receiver.requests) == 3
+
+
+def test_over_the_cap_of_posts_per_provider_an_event_is_queued_again_without_an_attempt(
+    queue, callback, monkeypatch, submit_filing, sent_codes
+):
+    monkeypatch.setattr(webhooks, "BUSY_RETRY_SECONDS", 1)
+    receiver = callback()
+    filing = submit_filing()
+    run_worker(queue)  # the code texts
+    verify_every_phone(sent_codes, utcnow())
+    provider_id = the_event(filing["id"]).provider_id
+
+    with ExitStack() as posts_in_flight:
+        for _ in range(webhooks.POSTS_PER_PROVIDER):
+            posts_in_flight.enter_context(webhooks.posting_slot(queue.connection, provider_id))
+        run_worker(queue)
+        assert receiver.requests == []
+        assert the_event(filing["id"]).attempts == 0
+        (job_id,) = queue.scheduled_job_registry.get_job_ids()
+
+    wait_until_due(queue, job_id)
+    run_worker(queue)
+    assert len(receiver.requests) == 1
+    event = the_event(filing["id"])
+    assert (event.attempts, event.delivered_at is not None) == (1, True)
+    assert queue.connection.zcard(f"webhooks:posting:{provider_id}") == 0
 
 
 def test_event_written_while_redis_was_down_is_delivered_after_the_relay(
