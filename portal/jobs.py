@@ -30,7 +30,6 @@ from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
 
 log = logging.getLogger(__name__)
 
-
 # Growing delays between attempts at one text: eight attempts over about two hours.
 SMS_RETRY_DELAYS = (5, 15, 60, 300, 900, 1800, 3600)
 SMS_MAX_ATTEMPTS = len(SMS_RETRY_DELAYS) + 1

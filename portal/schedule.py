@@ -1,7 +1,8 @@
 """What runs periodically, and the in-process scheduler of the embedded default.
 
 In production, one process per deployment enqueues these with RQ's own cron:
-`flask --app wsgi cron` (or `rq cron portal/schedule.py`), and workers started with
+`flask --app wsgi cron` (`rq cron portal/schedule.py` too, but it exits on the first Redis
+error: `run_cron` starts it again), and workers started with
 `flask --app wsgi worker` run them. Without Redis, `start_in_process` runs the
 same job functions from a daemon thread.
 """
