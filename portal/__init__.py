@@ -8,11 +8,10 @@ import sqlalchemy as sa
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 from redis import Redis
-from rq import Queue
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal import admin, cli, devsms, jobs, monitoring, settings
+from portal import admin, cli, devsms, monitoring, queues, settings
 from portal.api import routes as api_routes
 from portal.delivery import gateway_from_config, receipts
 from portal.extensions import csrf, db, migrate
@@ -50,7 +49,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         else None
     )
     if redis is not None:
-        app.extensions["rq_queue"] = Queue(jobs.QUEUE_NAME, connection=redis)
+        queues.init_app(app, redis)
     app.extensions["sms"] = gateway_from_config(app.config, redis)
 
     admin.login_manager.init_app(app)

@@ -20,6 +20,7 @@ from flask import current_app, session
 from redis import Redis
 from redis.exceptions import RedisError
 
+from portal import queues
 from portal.extensions import db
 from portal.models import CaptchaChallenge
 
@@ -79,7 +80,7 @@ IMAGE_TTL = 60
 
 
 def _redis() -> Redis | None:
-    queue = current_app.extensions.get("rq_queue")
+    queue = queues.rq_queue(queues.MAINTENANCE)
     return queue.connection if queue is not None else None
 
 
@@ -112,7 +113,7 @@ def _take_from_pool() -> tuple[str, bytes] | None:
 def _ask_for_refill(redis: Redis) -> None:
     """Queue one refill job at a time (a short lock stops every page from queueing one)."""
     if redis.set("captcha:refilling", 1, nx=True, ex=30):
-        current_app.extensions["rq_queue"].enqueue("portal.jobs.refill_captchas")
+        queues.rq_queue(queues.MAINTENANCE).enqueue("portal.jobs.refill_captchas")
 
 
 def _keep_image(challenge_id: str, png: bytes) -> None:

@@ -7,10 +7,9 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from rq import Queue, SimpleWorker
-from rq.cron import CronScheduler
 from sqlalchemy.exc import IntegrityError
 
-from portal import accounts, audit, demo, jobs, providers, two_factor
+from portal import accounts, audit, demo, jobs, providers, queues, schedule, two_factor
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Admin
@@ -132,19 +131,27 @@ def sweep() -> None:
 
 
 @click.command("worker")
-@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-def worker(burst: bool) -> None:
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option(
+    "--queues",
+    "names",
+    default=",".join(queues.QUEUE_NAMES),
+    show_default=True,
+    help="The queues to take jobs from, in this order, comma-separated.",
+)
+def worker(burst: bool, names: str) -> None:
     """An RQ worker with the scheduler (retries and delayed jobs run only with it)."""
-    queue = _queue()
-    SimpleWorker([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
+    chosen = [_queue(name.strip()) for name in names.split(",") if name.strip()]
+    if not chosen:
+        raise click.BadParameter("name at least one queue", param_hint="--queues")
+    SimpleWorker(chosen, connection=chosen[0].connection).work(burst=burst, with_scheduler=True)
 
 
 @click.command("cron")
 def cron() -> None:
-    """The one process per deployment that enqueues the periodic jobs (RQ's cron)."""
-    scheduler = CronScheduler(connection=_queue().connection)
-    scheduler.load_config_from_file("portal.schedule")
-    scheduler.start()
+    """The one process per deployment that enqueues the periodic jobs (RQ's cron); it outlives
+    Redis outages, starting again when Redis answers."""
+    schedule.run_cron(_queue(queues.MAINTENANCE).connection)
 
 
 data_cli = AppGroup("data", help="Personal data at rest.")
@@ -164,8 +171,11 @@ def reseal(batch: int) -> None:
     click.echo(json.dumps(counts))
 
 
-def _queue() -> Queue:
-    queue = current_app.extensions.get("rq_queue")
+def _queue(name: str) -> Queue:
+    if name not in queues.QUEUE_NAMES:
+        known = ", ".join(queues.QUEUE_NAMES)
+        raise click.BadParameter(f"no queue {name!r} (the queues: {known})", param_hint="--queues")
+    queue = queues.rq_queue(name)
     if queue is None:
         raise click.ClickException("REDIS_URL is not set: without Redis, jobs run in-process")
     return queue

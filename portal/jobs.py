@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from sqlalchemy.orm import joinedload
 
-from portal import monitoring, webhooks
+from portal import monitoring, queues, webhooks
 from portal.clock import utcnow
 from portal.delivery import pacing, reroute
 from portal.delivery.gateways import Accepted, TimedOut
@@ -29,8 +29,6 @@ from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
 
 log = logging.getLogger(__name__)
-
-QUEUE_NAME = "default"
 
 # Growing delays between attempts at one text: eight attempts over about two hours.
 SMS_RETRY_DELAYS = (5, 15, 60, 300, 900, 1800, 3600)
@@ -78,24 +76,24 @@ def _enqueue_events(event_ids: list[str]) -> None:
         return
     # Posted one after another: a batch may wait on slow receivers up to their timeout each.
     timeout = EVENT_BATCH * webhooks.TIMEOUT_SECONDS + 60
-    _enqueue_batches(deliver_event_batch, event_ids, EVENT_BATCH, timeout=timeout)
+    _enqueue_batches(queues.WEBHOOKS, deliver_event_batch, event_ids, EVENT_BATCH, timeout=timeout)
 
 
 def enqueue_sms_batches(message_ids: list[int]) -> None:
     """Queue texts `SMS_BATCH` to a job (a filing's texts, or a noon resend of thousands)."""
     # A batch job that fails as a whole (the database away) is run again; each text it
     # sent is marked sent, so a repeat claims only the texts still to send.
-    _enqueue_batches(deliver_sms_batch, message_ids, SMS_BATCH, retry=_batch_retry())
+    _enqueue_batches(queues.SMS, deliver_sms_batch, message_ids, SMS_BATCH, retry=_batch_retry())
 
 
 def _batch_retry() -> Retry:
     return Retry(max=BATCH_RETRIES, interval=list(SMS_RETRY_DELAYS[:BATCH_RETRIES]))
 
 
-def _enqueue_batches(func: Callable, row_ids: list, size: int, **options) -> None:
+def _enqueue_batches(queue_name: str, func: Callable, row_ids: list, size: int, **options) -> None:
     """`func` on `size` rows at a time: in-process, or as RQ jobs queued pipelined."""
     batches = [row_ids[i : i + size] for i in range(0, len(row_ids), size)]
-    queue = current_app.extensions.get("rq_queue")
+    queue = queues.rq_queue(queue_name)
     if queue is None:
         for batch in batches:
             _run_in_process(func, batch)
@@ -114,7 +112,7 @@ def _enqueue_batches(func: Callable, row_ids: list, size: int, **options) -> Non
 
 def _enqueue_event(event_id: str) -> None:
     """One event's job, which RQ runs again after each delay while the receiver fails."""
-    queue = current_app.extensions.get("rq_queue")
+    queue = queues.rq_queue(queues.WEBHOOKS)
     if queue is None:
         _run_in_process(deliver_event, event_id)
         return
@@ -191,7 +189,7 @@ def deliver_sms(message_id: int) -> None:
 def deliver_sms_batch(message_ids: list[int]) -> None:
     """Sends the texts still to send; each that fails gets a `deliver_sms` job for its retry."""
     for message in _send_texts(message_ids):
-        _retry_later(deliver_sms, message, SMS_RETRY_DELAYS)
+        _retry_later(queues.SMS, deliver_sms, message, SMS_RETRY_DELAYS)
 
 
 def _send_texts(message_ids: list[int]) -> list[SmsMessage]:
@@ -234,7 +232,7 @@ def _wait(message: SmsMessage, slot: datetime) -> None:
 def _enqueue_when_due(waiting: list[tuple[SmsMessage, datetime]]) -> None:
     """Texts that wait, as RQ jobs delayed until each may go; in-process, the relay sends them
     when due (nothing sleeps)."""
-    queue = current_app.extensions.get("rq_queue")
+    queue = queues.rq_queue(queues.SMS)
     if queue is None or not waiting:
         return
     by_slot: dict[datetime, list[int]] = {}
@@ -361,9 +359,9 @@ def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
     return retry
 
 
-def _retry_later(func: Callable, row, delays: tuple[int, ...]) -> None:
+def _retry_later(queue_name: str, func: Callable, row, delays: tuple[int, ...]) -> None:
     """Queue the row's next attempt as a job of its own, with RQ retries for the ones after."""
-    queue = current_app.extensions.get("rq_queue")
+    queue = queues.rq_queue(queue_name)
     if queue is None:
         return  # in-process: the relay queues it again when it is due
     left = delays[row.attempts :]
@@ -391,12 +389,31 @@ def deliver_event_batch(event_ids: list[str]) -> None:
     retry."""
     for event_id in event_ids:
         if (event := _attempt_event(event_id)) is not None:
-            _retry_later(deliver_event, event, WEBHOOK_RETRY_DELAYS)
+            _retry_later(queues.WEBHOOKS, deliver_event, event, WEBHOOK_RETRY_DELAYS)
 
 
 def _attempt_event(event_id: str) -> Event | None:
-    """One attempt at the event (unless done or held by another job); the event when it
-    failed and has an attempt left."""
+    """One attempt at the event (unless done, held by another job, or its provider has its
+    cap of posts in flight: then it is queued again shortly); the event when it failed and has
+    an attempt left."""
+    queue = queues.rq_queue(queues.WEBHOOKS)
+    if queue is None:
+        return _post_event(event_id)
+    provider_id = db.session.scalar(sa.select(Event.provider_id).where(Event.id == event_id))
+    if provider_id is None:
+        return None
+    try:
+        with webhooks.posting_slot(queue.connection, provider_id):
+            return _post_event(event_id)
+    except webhooks.ProviderBusy:
+        db.session.rollback()
+        retry = Retry(max=len(WEBHOOK_RETRY_DELAYS), interval=list(WEBHOOK_RETRY_DELAYS))
+        later = timedelta(seconds=webhooks.BUSY_RETRY_SECONDS)
+        queue.enqueue_in(later, deliver_event, event_id, retry=retry)
+        return None
+
+
+def _post_event(event_id: str) -> Event | None:
     now = utcnow()
     event = _claim(Event, event_id, lambda e: e.delivered_at is None, now)
     if event is None:
@@ -435,7 +452,7 @@ def relay(now: datetime) -> int:
     Each row taken is pushed one claim period on, so the next relay (or one running
     at the same time) does not queue it again while its job waits for a worker.
     """
-    grace = timedelta(0) if current_app.extensions.get("rq_queue") is None else RQ_GRACE
+    grace = timedelta(0) if queues.rq_queue(queues.SMS) is None else RQ_GRACE
     message_ids = _take_due(SmsMessage, SmsMessage.status == MessageStatus.QUEUED, now, grace)
     event_ids = _take_due(Event, Event.delivered_at.is_(None), now, grace)
     db.session.commit()

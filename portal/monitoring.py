@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from portal import queues
 from portal.extensions import csrf, db
 from portal.messages import Outcome
 from portal.models import Event, MessageStatus, SmsMessage
@@ -115,7 +116,7 @@ def _database_answers() -> str:
 
 def redis_state() -> str:
     """`up`, `down` or `not used`; a frozen Redis costs its time-out (REDIS_TIMEOUT_SECONDS)."""
-    queue = current_app.extensions.get("rq_queue")
+    queue = queues.rq_queue(queues.SMS)
     if queue is None:
         return "not used"
     try:
@@ -159,15 +160,16 @@ def backlog_values(now: float) -> dict[str, float]:
 
 
 def _read_backlogs() -> dict[str, float]:
-    """Redis's state and queue depth, and the outbox counts; NaN for what does not answer."""
+    """Redis's state and each queue's depth, and the outbox counts; NaN for what does not
+    answer."""
     state = redis_state()
-    depth = 0.0 if state == "not used" else float("nan")
+    depths = dict.fromkeys(queues.QUEUE_NAMES, 0.0 if state == "not used" else float("nan"))
     if state == "up":
         try:
-            depth = float(current_app.extensions["rq_queue"].count)
+            depths = {name: float(queues.rq_queue(name).count) for name in queues.QUEUE_NAMES}
         except RedisError:
             state = "down"
-    return {**_outbox_backlogs(), "queue": depth, "degraded": float(state == "down")}
+    return {**_outbox_backlogs(), "queues": depths, "degraded": float(state == "down")}
 
 
 def _outbox_backlogs() -> dict[str, float]:
@@ -189,9 +191,12 @@ class _Backlogs:
         self.values = values
 
     def collect(self):
-        yield GaugeMetricFamily(
-            "portal_queue_depth", "Jobs waiting in the RQ queue.", value=self.values["queue"]
+        depth = GaugeMetricFamily(
+            "portal_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"]
         )
+        for name, value in self.values["queues"].items():
+            depth.add_metric([name], value)
+        yield depth
         yield GaugeMetricFamily(
             "portal_webhook_backlog",
             "Webhook events not yet delivered and still to be tried.",

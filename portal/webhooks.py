@@ -6,13 +6,18 @@ provider drop the duplicates that at-least-once delivery brings. The callback UR
 and connected to as portal/protection/callback_urls.py says.
 """
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import secrets
+import time
+from collections.abc import Iterator
 from datetime import datetime
 
 import urllib3
+from redis import Redis
 
 from portal import providers
 from portal.clock import iso_shanghai
@@ -22,13 +27,44 @@ from portal.protection import callback_urls
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_SECONDS = 10
+TIMEOUT_SECONDS = 5
+# Posts to one provider's receiver at the same time, across all workers (with Redis); a job
+# over the cap is queued again after BUSY_RETRY_SECONDS rather than wait for a slot.
+POSTS_PER_PROVIDER = 4
+BUSY_RETRY_SECONDS = 5
+# A slot whose worker died before giving it back is free again after this.
+SLOT_SECONDS = 6 * TIMEOUT_SECONDS
 # The certificate authorities a receiver's certificate is checked against: None, the system's.
 CA_CERTS: str | None = None
 
 
 class DeliveryFailed(Exception):
     pass
+
+
+class ProviderBusy(Exception):
+    """The provider already has POSTS_PER_PROVIDER posts in flight."""
+
+
+@contextlib.contextmanager
+def posting_slot(redis: Redis, provider_id: int) -> Iterator[None]:
+    """One of the provider's POSTS_PER_PROVIDER slots for the time of a post, or ProviderBusy.
+
+    The slots are a sorted set per provider, each member scored with the time it was taken:
+    members older than SLOT_SECONDS (a worker killed mid-post) no longer count.
+    """
+    key = f"webhooks:posting:{provider_id}"
+    slot = secrets.token_hex(8)
+    now = time.time()
+    with redis.pipeline() as pipe:
+        pipe.zremrangebyscore(key, 0, now - SLOT_SECONDS).zadd(key, {slot: now})
+        taken = pipe.zcard(key).expire(key, SLOT_SECONDS).execute()[2]
+    try:
+        if taken > POSTS_PER_PROVIDER:
+            raise ProviderBusy(f"provider {provider_id}: {POSTS_PER_PROVIDER} posts in flight")
+        yield
+    finally:
+        redis.zrem(key, slot)
 
 
 def body(event: Event) -> bytes:

@@ -18,7 +18,7 @@ from flask_migrate import upgrade
 from redis import Redis
 from rq import Queue
 
-from portal import create_app, providers
+from portal import create_app, providers, queues
 from portal.clock import utcnow
 from portal.extensions import db
 from tests.factories import CAPTCHA, new_filing_body
@@ -240,5 +240,11 @@ def on_rq(env, redis_connection) -> None:
 
 
 @pytest.fixture
-def queue(on_rq, app) -> Queue:
-    return app.extensions["rq_queue"]
+def rq_queues(on_rq, app) -> dict[str, Queue]:
+    return app.extensions["rq_queues"]
+
+
+@pytest.fixture
+def queue(rq_queues) -> Queue:
+    """The texts' queue; `run_worker(queue)` runs the jobs of all three."""
+    return rq_queues[queues.SMS]

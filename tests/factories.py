@@ -5,8 +5,10 @@ import re
 from pathlib import Path
 
 import sqlalchemy as sa
+from redis import Redis
 from rq import Queue, SimpleWorker
 
+from portal import queues
 from portal.extensions import db
 from portal.models import Event, Filing, Provider, SmsMessage, Verification
 
@@ -58,9 +60,16 @@ def sent_texts(sms_file_path: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def queues_on(connection: Redis) -> dict[str, Queue]:
+    """The portal's queues on that Redis, as `app.extensions["rq_queues"]` holds them."""
+    return {name: Queue(name, connection=connection) for name in queues.QUEUE_NAMES}
+
+
 def run_worker(queue: Queue, max_jobs: int = 50) -> None:
-    """Run every queued job (and due retries) in this process; bounded so a loop cannot hang."""
-    SimpleWorker([queue], connection=queue.connection).work(
+    """Run every job queued on the portal's queues on `queue`'s Redis (and due retries) in this
+    process, texts first as a worker on all three does; bounded so a loop cannot hang."""
+    every = list(queues_on(queue.connection).values())
+    SimpleWorker(every, connection=queue.connection).work(
         burst=True, with_scheduler=True, max_jobs=max_jobs
     )
 

@@ -3,7 +3,7 @@ a Redis of the test's own.
 
 The endpoint listens on 127.0.0.1 on a free port, records every request as received
 (headers and raw body) and answers each from a scripted list of status codes, then with
-`then` once the list is used up. Given a TLS context, it speaks https.
+`then` once the list is used up, after `delay` seconds (a slow receiver). Given a TLS context, it speaks https.
 """
 
 import json
@@ -48,8 +48,10 @@ class Endpoint:
         then: int = 200,
         path: str = "/hook",
         tls: ssl.SSLContext | None = None,
+        delay: float = 0.0,
     ):
         self.path = path
+        self._delay = delay
         self._scheme = "https" if tls else "http"
         self._script = list(statuses)
         self._then = then
@@ -92,6 +94,7 @@ class Endpoint:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = endpoint._answer("POST", self.path, dict(self.headers), body)
+                time.sleep(endpoint._delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

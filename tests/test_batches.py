@@ -70,12 +70,13 @@ def test_a_failed_text_in_a_batch_is_scheduled_for_its_own_retry(queue, submit_f
 @pytest.mark.parametrize("backend", ["postgresql"])
 @pytest.mark.usefixtures("allow_local_callbacks")
 def test_a_mass_expiry_posts_its_events_from_batch_jobs_and_retries_a_failure_alone(
-    queue, submit_filing, provider, monkeypatch
+    rq_queues, submit_filing, provider, monkeypatch
 ):
+    queue = rq_queues["webhooks"]
     monkeypatch.setattr(jobs, "WEBHOOK_RETRY_DELAYS", (0,) * len(jobs.WEBHOOK_RETRY_DELAYS))
     count = jobs.EVENTS_ONE_BY_ONE + 2
     _filings_with_texts(submit_filing, count)
-    queue.empty()
+    rq_queues["sms"].empty()
     now = utcnow()
     db.session.execute(sa.update(Filing).values(deadline=now - timedelta(seconds=1)))
     db.session.commit()
@@ -142,8 +143,10 @@ def test_a_pooled_captcha_image_is_served_without_the_database(queue, app, clien
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_a_page_finding_the_pool_low_queues_one_refill(queue, client):
+def test_a_page_finding_the_pool_low_queues_one_refill(rq_queues, client):
     client.get("/tianjin/verify")
     client.get("/tianjin/verify")
 
-    assert [job.func_name for job in queue.get_jobs()] == ["portal.jobs.refill_captchas"]
+    maintenance = rq_queues["maintenance"].get_jobs()
+    assert [job.func_name for job in maintenance] == ["portal.jobs.refill_captchas"]
+    assert rq_queues["sms"].get_jobs() == []

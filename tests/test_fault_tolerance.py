@@ -23,14 +23,24 @@ import sqlalchemy as sa
 from rq import SimpleWorker
 from rq.registry import StartedJobRegistry
 
-from portal import jobs
+from portal import jobs, queues
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import MessageStatus, SmsMessage, Verification
 from portal.protection import sealing
 from portal.protection.personal_data import verification_phone
-from tests.factories import CAPTCHA, ID_A, ID_B, ID_C, ID_D, form_fields, new_filing_body, principal
+from tests.factories import (
+    CAPTCHA,
+    ID_A,
+    ID_B,
+    ID_C,
+    ID_D,
+    form_fields,
+    new_filing_body,
+    principal,
+    queues_on,
+)
 from tests.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +69,8 @@ def on_own_redis(env, own_redis) -> None:
 
 
 def run_worker(queue, max_jobs: int = 50) -> None:
-    SimpleWorker([queue], connection=queue.connection).work(burst=True, max_jobs=max_jobs)
+    every = list(queues_on(queue.connection).values())
+    SimpleWorker(every, connection=queue.connection).work(burst=True, max_jobs=max_jobs)
 
 
 def sent_lines(env) -> list[dict]:
@@ -87,7 +98,7 @@ def test_a_redis_outage_loses_no_code_and_sends_none_twice(
     on_own_redis, own_redis, app, client, provider, env
 ):
     headers = provider[1]
-    queue = app.extensions["rq_queue"]
+    queue = app.extensions["rq_queues"][queues.SMS]
     submit(client, headers, filing("BEFORE", ("13900000001", "13900000002"), (ID_A, ID_B)))
     run_worker(queue)
     submit(client, headers, filing("QUEUED", ("13900000003", "13900000004"), (ID_C, ID_D)))
@@ -198,7 +209,7 @@ def start_worker(env, log_path: Path) -> subprocess.Popen:
 def test_a_worker_killed_while_sending_is_made_good_by_the_relay(
     on_own_redis, blocking_gateway, immediate_retries, app, client, provider, env, tmp_path
 ):
-    queue = app.extensions["rq_queue"]
+    queue = app.extensions["rq_queues"][queues.SMS]
     body = new_filing_body(
         websites=[
             {"domain": "a.example.cn", "name": "网", "principal": principal("13900000001", ID_A)}

@@ -125,7 +125,7 @@ def own_redis(tmp_path, env, limited):
 
 def test_the_wrong_code_budget_survives_a_redis_restart(own_redis, app, client, submit_filing, env):
     submit_filing()
-    run_worker(app.extensions["rq_queue"])
+    run_worker(app.extensions["rq_queues"]["sms"])
     (text_a,) = [text for text in sent_texts(env["SMS_FILE_PATH"]) if text["to"] == PHONE_A]
     code, link = CODE.search(text_a["text"]).group(1), LINK.search(text_a["text"]).group(1)
     guess = {"code": wrong(code), "phone": PHONE_A, "id_last6": ID_A_LAST6}

@@ -68,13 +68,14 @@ def test_readyz_stays_ready_and_says_degraded_while_redis_is_down(redis_down, cl
 def test_metrics_say_degraded_while_redis_is_down(redis_down, client):
     body = client.get("/metrics").get_data(as_text=True)
     assert "portal_degraded 1.0" in body
-    assert "portal_queue_depth NaN" in body
+    assert 'portal_queue_depth{queue="sms"} NaN' in body
 
 
 def test_metrics_say_not_degraded_with_redis(on_rq, client):
     body = client.get("/metrics").get_data(as_text=True)
     assert "portal_degraded 0.0" in body
-    assert "portal_queue_depth 0.0" in body
+    for name in ("sms", "webhooks", "maintenance"):
+        assert f'portal_queue_depth{{queue="{name}"}} 0.0' in body
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -120,7 +121,7 @@ def test_metrics_show_latency_counters_and_backlogs(client, submit_filing):
     assert "portal_sms_sent_total" in body
     # The file backend sent both texts in-process; the webhook event waits for its callback.
     assert "portal_sms_backlog 0.0" in body
-    assert "portal_queue_depth 0.0" in body
+    assert 'portal_queue_depth{queue="sms"} 0.0' in body
     assert "portal_webhook_backlog" in body
 
 
@@ -190,7 +191,8 @@ def test_the_backlogs_are_read_again_after_backlog_seconds(on_rq, app, submit_fi
     submit_filing()  # its two texts wait in the queue: no worker runs
     assert monitoring.backlog_values(now=1000.0 + monitoring.BACKLOG_SECONDS - 1) == first
     again = monitoring.backlog_values(now=1000.0 + monitoring.BACKLOG_SECONDS)
-    assert (again["texts"], again["queue"]) == (first["texts"] + 2, first["queue"] + 1)
+    assert again["texts"] == first["texts"] + 2
+    assert again["queues"]["sms"] == first["queues"]["sms"] + 1
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

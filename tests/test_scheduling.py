@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from rq import Queue
 from rq.cron import CronScheduler
 
 from portal import jobs, schedule, sweeps
@@ -17,7 +16,7 @@ from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification
 from portal.verification import verify
-from tests.factories import ID_A, new_filing_body, run_worker, sent_texts
+from tests.factories import ID_A, new_filing_body, queues_on, run_worker, sent_texts
 
 PHONES = ["13900000001", "13900000002"]
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
@@ -123,13 +122,13 @@ def test_worker_command_runs_the_queued_jobs(queue, app, submit_filing, sent_cod
 # RQ's cron
 
 
-def test_cron_config_registers_the_sweep_on_the_default_queue(redis_connection):
+def test_cron_config_registers_the_sweep_on_the_maintenance_queue(redis_connection):
     scheduler = CronScheduler(connection=redis_connection)
 
     scheduler.load_config_from_file("portal.schedule")
 
     registered = [(job.func_name, job.queue_name, job.interval) for job in scheduler.get_jobs()]
-    assert registered == [("portal.jobs.sweep", "default", schedule.SWEEP_EVERY_SECONDS)]
+    assert registered == [("portal.jobs.sweep", "maintenance", schedule.SWEEP_EVERY_SECONDS)]
     assert 0 < schedule.SWEEP_EVERY_SECONDS <= 60
 
 
@@ -143,8 +142,9 @@ def test_cron_enqueues_the_sweep_and_a_worker_running_it_expires_the_filing(
     scheduler.load_config_from_file("portal.schedule")
 
     scheduler.enqueue_jobs()
-    (job,) = queue.get_jobs()
-    assert (job.origin, job.func_name) == ("default", "portal.jobs.sweep")
+    assert queue.get_jobs() == []
+    (job,) = queues_on(queue.connection)["maintenance"].get_jobs()
+    assert (job.origin, job.func_name) == ("maintenance", "portal.jobs.sweep")
     run_worker(queue)
 
     status, reason, verifications, events = filing_state(filing["id"])
@@ -236,8 +236,8 @@ def test_texts_accepted_while_redis_was_down_are_sent_once_after_the_relay(
     assert [m.status for m in messages] == [MessageStatus.QUEUED] * 2
     assert sent_texts(env["SMS_FILE_PATH"]) == []
 
-    queue = Queue("default", connection=redis_connection)
-    monkeypatch.setitem(app.extensions, "rq_queue", queue)
+    monkeypatch.setitem(app.extensions, "rq_queues", queues_on(redis_connection))
+    queue = app.extensions["rq_queues"]["sms"]
     later = utcnow() + timedelta(minutes=6)
     assert jobs.relay(later) == 2
     assert jobs.relay(later) == 0, "a second relay does not queue them again while they wait"

@@ -459,7 +459,7 @@ def test_right_answers_do_not_use_up_the_phones_misses(limited, client, codes):
 def test_the_cool_down_holds_when_redis_is_down(limited, env, codes, monkeypatch):
     """Redis unreachable: the per-phone counts are in the database; no attempt fails for it."""
     app = create_app({**env, "REDIS_URL": "redis://127.0.0.1:1/0"})
-    monkeypatch.setitem(app.extensions, "rq_queue", None)
+    monkeypatch.setitem(app.extensions, "rq_queues", None)
     client = app.test_client()
     wrong = {"code": wrong_code(codes[PHONE_A]), "phone": PHONE_A, "id_last6": ID_A_LAST6}
     with app.app_context():

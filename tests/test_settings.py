@@ -116,7 +116,7 @@ def test_a_redis_time_out_that_is_no_short_duration_is_refused(tmp_path, given):
 def test_the_apps_redis_clients_carry_the_time_outs(production_env):
     env = {**production_env, "REDIS_TIMEOUT_SECONDS": "0.7", "RATELIMIT_ENABLED": "true"}
     app = create_app(env)
-    queue_options = app.extensions["rq_queue"].connection.connection_pool.connection_kwargs
+    queue_options = app.extensions["rq_queues"]["sms"].connection.connection_pool.connection_kwargs
     limiter_storage = app.extensions["rate_limiter"].storage.storage
     limiter_options = limiter_storage.connection_pool.connection_kwargs
     for options in (queue_options, limiter_options):
@@ -140,7 +140,7 @@ def test_production_starts_with_its_required_settings():
     assert app.config["PRODUCTION"] is True
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["CAPTCHA_TEST_ANSWER"] is None
-    assert "rq_queue" in app.extensions
+    assert set(app.extensions["rq_queues"]) == {"sms", "webhooks", "maintenance"}
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import sqlalchemy as sa
-from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from portal import jobs
@@ -19,7 +18,15 @@ from portal.extensions import db
 from portal.models import Filing, MessageStatus, SmsMessage, Verification
 from portal.protection import sealing
 from portal.protection.personal_data import verification_phone
-from tests.factories import ID_A, ID_B, new_filing_body, principal, run_worker, sent_texts
+from tests.factories import (
+    ID_A,
+    ID_B,
+    new_filing_body,
+    principal,
+    queues_on,
+    run_worker,
+    sent_texts,
+)
 
 PUBLIC_BASE_URL = "https://beian.example.cn"
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
@@ -136,7 +143,7 @@ def test_submission_queues_one_job_with_a_text_per_distinct_phone_and_sends_noth
     filing = submit_filing(two_phones_three_principals())
 
     messages = messages_of(filing["id"])
-    assert queue.name == "default"
+    assert queue.name == "sms"
     (job,) = queue.get_jobs()
     assert job.func_name == "portal.jobs.deliver_sms_batch"
     assert job.args == ([message.id for message in messages],)
@@ -279,7 +286,7 @@ def test_a_failed_message_is_not_sent_again(gateway, immediate_retries, queue, s
 
 
 def test_without_redis_the_codes_are_sent_during_the_request(app, submit_filing, sent_codes, env):
-    assert "rq_queue" not in app.extensions
+    assert "rq_queues" not in app.extensions
     filing = submit_filing(two_phones_three_principals())
 
     assert set(sent_codes()) == {"13900000001", "13900000002"}
@@ -321,8 +328,8 @@ def test_texts_accepted_while_redis_was_down_go_out_on_the_next_relay(
     redis_down, app, submit_filing, env, redis_connection, monkeypatch
 ):
     filing = submit_filing(two_phones_three_principals())
-    queue = Queue("default", connection=redis_connection)
-    monkeypatch.setitem(app.extensions, "rq_queue", queue)
+    monkeypatch.setitem(app.extensions, "rq_queues", queues_on(redis_connection))
+    queue = app.extensions["rq_queues"]["sms"]
 
     later = max(m.created_at for m in messages_of(filing["id"])) + timedelta(hours=1)
     jobs.relay(later)

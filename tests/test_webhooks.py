@@ -14,13 +14,13 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.utils import current_timestamp
 
-from portal import jobs, providers
+from portal import jobs, providers, webhooks
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Event
 from portal.verification import verify
-from tests.factories import ID_A, ID_B, run_worker
+from tests.factories import ID_A, ID_B, queues_on, run_worker
 from tests.servers import Endpoint
 
 pytestmark = pytest.mark.usefixtures("allow_local_callbacks")
@@ -44,6 +44,12 @@ def the_event(filing_id: str) -> Event:
     db.session.rollback()
     (event,) = db.session.scalars(sa.select(Event).where(Event.filing_id == filing_id)).all()
     return event
+
+
+@pytest.fixture
+def queue(rq_queues) -> Queue:
+    """Here, the events' queue (`run_worker(queue)` still runs all three)."""
+    return rq_queues["webhooks"]
 
 
 def wait_until_due(queue: Queue, job_id: str, limit_seconds: float = 2.5) -> None:
@@ -297,19 +303,45 @@ def test_on_rq_a_failed_webhook_is_retried_by_rq_until_acknowledged_once(
     assert len(receiver.requests) == 3
 
 
+def test_over_the_cap_of_posts_per_provider_an_event_is_queued_again_without_an_attempt(
+    queue, callback, monkeypatch, submit_filing, sent_codes
+):
+    monkeypatch.setattr(webhooks, "BUSY_RETRY_SECONDS", 1)
+    receiver = callback()
+    filing = submit_filing()
+    run_worker(queue)  # the code texts
+    verify_every_phone(sent_codes, utcnow())
+    provider_id = the_event(filing["id"]).provider_id
+
+    with ExitStack() as posts_in_flight:
+        for _ in range(webhooks.POSTS_PER_PROVIDER):
+            posts_in_flight.enter_context(webhooks.posting_slot(queue.connection, provider_id))
+        run_worker(queue)
+        assert receiver.requests == []
+        assert the_event(filing["id"]).attempts == 0
+        (job_id,) = queue.scheduled_job_registry.get_job_ids()
+
+    wait_until_due(queue, job_id)
+    run_worker(queue)
+    assert len(receiver.requests) == 1
+    event = the_event(filing["id"])
+    assert (event.attempts, event.delivered_at is not None) == (1, True)
+    assert queue.connection.zcard(f"webhooks:posting:{provider_id}") == 0
+
+
 def test_event_written_while_redis_was_down_is_delivered_after_the_relay(
     queue, callback, app, monkeypatch, submit_filing, sent_codes
 ):
     receiver = callback()
     filing = submit_filing()
     run_worker(queue)  # the code texts
-    down = Queue("default", connection=Redis.from_url("redis://127.0.0.1:1/0"))
-    monkeypatch.setitem(app.extensions, "rq_queue", down)
+    down = queues_on(Redis.from_url("redis://127.0.0.1:1/0"))
+    monkeypatch.setitem(app.extensions, "rq_queues", down)
     changed_at = utcnow()
     verify_every_phone(sent_codes, changed_at)
     assert the_event(filing["id"]).next_attempt_at == changed_at
 
-    monkeypatch.setitem(app.extensions, "rq_queue", queue)
+    monkeypatch.setitem(app.extensions, "rq_queues", queues_on(queue.connection))
     assert jobs.relay(changed_at + timedelta(minutes=6)) == 1
     run_worker(queue)
 

@@ -22,7 +22,7 @@ from flask_migrate import upgrade
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from portal import create_app, jobs, providers
+from portal import create_app, jobs, providers, queues
 from portal.api.schemas import FilingIn
 from portal.clock import utcnow
 from portal.extensions import db
@@ -108,7 +108,7 @@ def measure(args, database_url: str) -> None:
             upgrade(directory=str(ROOT / "migrations"))
             provider, _ = providers.create("短信压测", None, utcnow())
             db.session.commit()
-            queue = app.extensions["rq_queue"]
+            queue = queues.rq_queue(queues.SMS)
             results = {}
             for mode in args.modes:
                 ids = queued_texts(provider, args.texts)
