@@ -16,6 +16,7 @@ from portal.api.schemas import (
 from portal.clock import next_day_noon
 from portal.extensions import db
 from portal.models import (
+    FINAL_STATUSES,
     Filing,
     FilingStatus,
     FilingType,
@@ -40,7 +41,6 @@ from portal.protection.personal_data import (
 )
 
 # A filing in one of these is done with: the retention period runs from then (SPEC §10).
-FINAL_STATUSES = (FilingStatus.APPROVED, FilingStatus.REJECTED, FilingStatus.RETURNED)
 
 # The parts of a filing whose principals are checked, by type (SPEC §3).
 CHECKED_PARTS = {

@@ -47,6 +47,10 @@ class FilingStatus(enum.StrEnum):
     RETURNED = "returned"
 
 
+# A filing in one of these is decided: nothing more happens to it.
+FINAL_STATUSES = (FilingStatus.APPROVED, FilingStatus.REJECTED, FilingStatus.RETURNED)
+
+
 class ReturnReason(enum.StrEnum):
     EXPIRED = "expired"
     VERIFICATION_FAILED = "verification_failed"

@@ -22,9 +22,9 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import (
+    FINAL_STATUSES,
     Event,
     Filing,
-    FilingStatus,
     MessageStatus,
     SmsMessage,
     Verification,
@@ -34,7 +34,6 @@ from portal.models import (
 
 ABUSE_TRACES_KEPT = timedelta(days=30)
 DETAILS_KEPT = timedelta(days=180)
-FINAL_STATUSES = (FilingStatus.APPROVED, FilingStatus.REJECTED, FilingStatus.RETURNED)
 BATCH = 5_000
 # Per kind of row and sweep: a sweep stays short, and a backlog drains over the next ones.
 BATCHES_PER_SWEEP = 10
@@ -91,11 +90,10 @@ def _webhook_attempts_delivered_for_filings_closed(before: datetime) -> sa.Selec
 
 
 def _closed_before(filing_id: sa.ColumnElement, before: datetime) -> sa.ColumnElement[bool]:
-    """That filing has been in a final status since before `before`: every status change
-    writes an event, so none since then means none of its status changes is newer."""
-    changed_since = sa.exists().where(Event.filing_id == Filing.id, Event.occurred_at >= before)
+    """That filing reached its final status before `before` (`final_at` moves with every
+    status change into a final one)."""
     return sa.exists().where(
-        Filing.id == filing_id, Filing.status.in_(FINAL_STATUSES), ~changed_since
+        Filing.id == filing_id, Filing.status.in_(FINAL_STATUSES), Filing.final_at < before
     )
 
 
