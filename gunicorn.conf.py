@@ -50,9 +50,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 # stops with one line naming what is wrong, rather than start workers that fail one after
 # another. (Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR.)
 from portal import INSTANCE_PATH, settings  # noqa: E402
+from portal.delivery import gateway_from_config  # noqa: E402
 
 try:
-    settings.from_env(os.environ, str(INSTANCE_PATH))
+    gateway_from_config(settings.from_env(os.environ, str(INSTANCE_PATH)), None)
 except settings.SettingsError as refused:
     sys.exit(f"portal refuses to start: {refused}")
 

@@ -15,6 +15,7 @@ from portal.delivery.texts import Text
 from portal.extensions import db
 from portal.models import SmsMessage, Verification
 from portal.protection.personal_data import verification_code, verification_phone
+from portal.settings import SettingsError
 from tests.cloud_standins import (
     ALIYUN_KEY,
     TENCENT_KEY,
@@ -155,7 +156,7 @@ def test_no_answer_in_time_is_a_timeout_not_a_refusal(name):
 )
 def test_a_gateway_missing_its_settings_refuses_to_start(backend_setting, message):
     config = {"SMS_BACKEND": backend_setting, "SMS_FILE_PATH": "/dev/null", "SMS_HTTP_URL": None}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingsError, match=message):
         gateway_from_config(config, None)
 
 

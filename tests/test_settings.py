@@ -200,12 +200,12 @@ def test_sms_inbox_lists_the_sent_messages_in_development(client, submit_filing,
 
 
 def test_unknown_sms_backend_is_refused():
-    with pytest.raises(ValueError, match="SMS_BACKEND 'pigeon'"):
+    with pytest.raises(SettingsError, match="SMS_BACKEND 'pigeon'"):
         create_app({**PRODUCTION, "SMS_BACKEND": "pigeon"})
 
 
 def test_http_sms_backend_needs_a_gateway_url():
-    with pytest.raises(ValueError, match="SMS_HTTP_URL"):
+    with pytest.raises(SettingsError, match="SMS_HTTP_URL"):
         create_app({**PRODUCTION, "SMS_BACKEND": "http", "SMS_HTTP_URL": ""})
 
 

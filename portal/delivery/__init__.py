@@ -10,6 +10,7 @@ from redis import Redis
 
 from portal.delivery.failover import Failover
 from portal.delivery.gateways import GATEWAYS
+from portal.settings import SettingsError
 
 
 def gateway_from_config(config: dict, redis: Redis | None) -> Failover:
@@ -17,9 +18,9 @@ def gateway_from_config(config: dict, redis: Redis | None) -> Failover:
     names = [name.strip() for name in config["SMS_BACKEND"].split(",") if name.strip()]
     unknown = [name for name in names if name not in GATEWAYS]
     if unknown or not names:
-        raise ValueError(
+        raise SettingsError(
             f"unknown SMS_BACKEND {config['SMS_BACKEND']!r}: one or more of {', '.join(GATEWAYS)}"
         )
     if len(set(names)) < len(names):
-        raise ValueError(f"SMS_BACKEND names a gateway twice: {config['SMS_BACKEND']!r}")
+        raise SettingsError(f"SMS_BACKEND names a gateway twice: {config['SMS_BACKEND']!r}")
     return Failover([GATEWAYS[name](config) for name in names], redis)

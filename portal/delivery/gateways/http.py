@@ -13,6 +13,7 @@ from portal.delivery.gateways.interface import (
     failure,
 )
 from portal.delivery.texts import Text
+from portal.settings import SettingsError
 
 
 class HttpGateway:
@@ -53,5 +54,5 @@ class HttpGateway:
 
 def from_config(config: dict) -> HttpGateway:
     if not config["SMS_HTTP_URL"]:
-        raise ValueError("SMS_BACKEND=http needs SMS_HTTP_URL")
+        raise SettingsError("SMS_BACKEND=http needs SMS_HTTP_URL")
     return HttpGateway(config["SMS_HTTP_URL"])

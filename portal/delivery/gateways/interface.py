@@ -18,6 +18,7 @@ import urllib3
 
 from portal.clock import SHANGHAI
 from portal.delivery.texts import Text
+from portal.settings import SettingsError
 
 # How long a gateway may take to answer before the text counts as timed out.
 TIMEOUT_SECONDS = 5.0
@@ -57,7 +58,7 @@ def settings_of(config: dict, gateway: str, settings: dict[str, str]) -> dict[st
     named, with every other missing, before anything is sent."""
     missing = [name for name in settings.values() if not config.get(name)]
     if missing:
-        raise ValueError(f"SMS_BACKEND={gateway} needs {', '.join(missing)}")
+        raise SettingsError(f"SMS_BACKEND={gateway} needs {', '.join(missing)}")
     return {argument: config[name] for argument, name in settings.items()}
 
 
