@@ -93,6 +93,27 @@ def test_a_gateway_that_keeps_failing_is_skipped_then_taken_back(redis_connectio
         assert len(second.sent) == failover.FAIL_MAX + 6
 
 
+@pytest.mark.parametrize("first_gateway", ["aliyun", "tencent"])
+def test_refusals_for_the_phone_never_get_a_gateway_skipped(redis_connection, first_gateway):
+    """The carriers' per-phone caps (isv.BUSINESS_LIMIT_CONTROL, LimitExceeded.PhoneNumber…)
+    are answers from a working gateway: however many, it is still asked for every text."""
+    stand_ins = {
+        "aliyun": lambda then: AliyunStandIn(*ALIYUN_KEY, then=then),
+        "tencent": lambda then: TencentStandIn(*TENCENT_KEY, then=then),
+    }
+    adapters = {"aliyun": aliyun, "tencent": tencent}
+    other = "tencent" if first_gateway == "aliyun" else "aliyun"
+    with stand_ins[first_gateway]("refuse") as first, stand_ins[other]("ok") as second:
+        chain = Failover(
+            [adapters[first_gateway](first), adapters[other](second)], redis_connection
+        )
+        for n in range(failover.FAIL_MAX * 2):
+            assert chain.send(text(n)).gateway == other
+
+    assert len(first.sent) == failover.FAIL_MAX * 2  # asked every time, never skipped
+    assert {s.behaviour for s in first.sent} == {"refuse"}
+
+
 def test_a_gateway_that_fails_its_trial_text_is_skipped_again(redis_connection):
     with (
         AliyunStandIn(*ALIYUN_KEY, then="unavailable") as first,

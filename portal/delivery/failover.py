@@ -4,7 +4,8 @@ A text a gateway refuses goes to the next at once. A text a gateway did not answ
 time is not sent elsewhere here: `TimedOut` goes up, the text is `sent`, and `reroute`
 decides later. With two gateways or more, each has a circuit breaker (pybreaker) whose
 state lives in Redis, shared by every process: after `FAIL_MAX` failures in a row it is
-skipped for `COOL_DOWN_SECONDS`, then tried with one text and taken back if it answers.
+skipped for `COOL_DOWN_SECONDS`, then tried with one text and taken back if it answers. A
+refusal for the phone (its per-phone limits) is an answer, not a failure.
 """
 
 import logging
@@ -21,7 +22,7 @@ from pybreaker import (
 from redis import Redis
 from redis.exceptions import RedisError
 
-from portal.delivery.gateways import Accepted, Gateway, Refused, TimedOut
+from portal.delivery.gateways import Accepted, Gateway, Refused, RefusedForThePhone, TimedOut
 from portal.delivery.texts import Text
 from portal.monitoring import SMS_GATEWAY_SENDS
 
@@ -101,6 +102,8 @@ class Failover:
                     # The gateway's own exception, never a breaker's: a timeout that trips
                     # the breaker must still not send the text elsewhere.
                     throw_new_error_on_trip=False,
+                    # A phone's limits say nothing about the gateway.
+                    exclude=[RefusedForThePhone],
                 )
                 for gateway, storage in self._storages.items()
             }

@@ -11,6 +11,7 @@ from portal.delivery.gateways.interface import (
     Receipt,
     ReceiptFormat,
     Refused,
+    RefusedForThePhone,
     TimedOut,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "Receipt",
     "ReceiptFormat",
     "Refused",
+    "RefusedForThePhone",
     "TimedOut",
 ]

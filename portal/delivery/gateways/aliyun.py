@@ -20,6 +20,7 @@ from portal.delivery.gateways.interface import (
     Receipt,
     ReceiptFormat,
     Refused,
+    RefusedForThePhone,
     failure,
     our_message_id,
     settings_of,
@@ -28,6 +29,13 @@ from portal.delivery.gateways.interface import (
 from portal.delivery.texts import Text
 
 DEFAULT_ENDPOINT = "dysmsapi.aliyuncs.com"
+# Refusals about the phone, not the gateway: its flow control per phone (1 a minute, 5 an
+# hour, 10 a day for one sign name), a number it does not take.
+PHONE_REFUSALS = {
+    "isv.BUSINESS_LIMIT_CONTROL",
+    "isv.MOBILE_NUMBER_ILLEGAL",
+    "isv.MOBILE_COUNT_OVER_LIMIT",
+}
 
 
 class AliyunGateway:
@@ -71,7 +79,8 @@ class AliyunGateway:
         except Exception as error:
             raise failure(self.name, error) from error
         if answer.code != "OK":
-            raise Refused(f"{self.name}: {answer.code} {answer.message}"[:500])
+            refused = RefusedForThePhone if answer.code in PHONE_REFUSALS else Refused
+            raise refused(f"{self.name}: {answer.code} {answer.message}"[:500])
         return Accepted(self.name, answer.biz_id)
 
 

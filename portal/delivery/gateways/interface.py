@@ -36,6 +36,12 @@ class Refused(Exception):
     pass
 
 
+class RefusedForThePhone(Refused):
+    """The gateway answered and would not send to this phone now (its per-phone limits, a
+    number it cannot reach): the gateway is working, so this never counts toward skipping it.
+    The text still goes to the next gateway, whose limits are its own."""
+
+
 class TimedOut(Exception):
     def __init__(self, gateway: str, detail: str):
         super().__init__(f"{gateway}: no answer in time ({detail})")

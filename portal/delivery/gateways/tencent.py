@@ -21,6 +21,7 @@ from portal.delivery.gateways.interface import (
     Receipt,
     ReceiptFormat,
     Refused,
+    RefusedForThePhone,
     failure,
     settings_of,
     shanghai_time,
@@ -29,6 +30,17 @@ from portal.delivery.texts import Text
 
 DEFAULT_ENDPOINT = "sms.tencentcloudapi.com"
 DEFAULT_REGION = "ap-guangzhou"
+# Refusals about the phone, not the gateway: its frequency limits per phone, a number on the
+# do-not-disturb list or not a phone number.
+PHONE_REFUSALS = {
+    "LimitExceeded.PhoneNumberThirtySecondLimit",
+    "LimitExceeded.PhoneNumberOneHourLimit",
+    "LimitExceeded.PhoneNumberDailyLimit",
+    "LimitExceeded.PhoneNumberSameContentDailyLimit",
+    "LimitExceeded.DeliveryFrequencyLimit",
+    "FailedOperation.PhoneNumberInBlacklist",
+    "InvalidParameterValue.IncorrectPhoneNumber",
+}
 
 
 class TencentGateway:
@@ -69,7 +81,8 @@ class TencentGateway:
         except TencentCloudSDKException as error:
             raise failure(self.name, error) from error
         if status.Code != "Ok":
-            raise Refused(f"{self.name}: {status.Code} {status.Message}"[:500])
+            refused = RefusedForThePhone if status.Code in PHONE_REFUSALS else Refused
+            raise refused(f"{self.name}: {status.Code} {status.Message}"[:500])
         return Accepted(self.name, status.SerialNo)
 
 
