@@ -169,6 +169,8 @@ ACTION_LABELS = {
     "provider_callback": "修改接入商回调地址",
     "create_account": "新建账号",
     "account_reset_2fa": "重置账号双因素认证",
+    "sign_in": "登录",
+    "sign_out": "退出登录",
     "enrol_two_factor": "绑定验证器",
     "change_password": "修改密码",
     "account_toggle": "停用或启用账号",

@@ -76,8 +76,7 @@ def enrol():
     if form.validate_on_submit():
         recovery_codes = two_factor.confirm(admin, form.otp.data, now)
         if recovery_codes is not None:
-            target = f"admin {admin.username}"
-            audit.record(admin, "enrol_two_factor", target, now, province_slug=admin.province_slug)
+            _audit_own(admin, "enrol_two_factor", now)
             next_page = _safe_next(session.pop(ENROLLING)["next"])
             _start_session(admin, now)
             page = render_template(
@@ -101,7 +100,9 @@ def enrol():
 
 @bp.post("/logout")
 def sign_out():
-    admin_sessions.end(current_user.session_key, utcnow())
+    now = utcnow()
+    admin_sessions.end(current_user.session_key, now)
+    _audit_own(current_user, "sign_out", now)
     db.session.commit()
     logout_user()
     return redirect(url_for("admin.sign_in"))
@@ -118,14 +119,7 @@ def change_password():
         except accounts.AccountError as problem:
             error = str(problem)
         else:
-            target = f"admin {current_user.username}"
-            audit.record(
-                current_user,
-                "change_password",
-                target,
-                now,
-                province_slug=current_user.province_slug,
-            )
+            _audit_own(current_user, "change_password", now)
             db.session.commit()
             flash(CONSOLE["password_changed"])
             return redirect(url_for("admin.dashboard"))
@@ -134,8 +128,14 @@ def change_password():
 
 def _start_session(admin: Admin, now: datetime) -> None:
     admin_sessions.start(admin, now)
+    _audit_own(admin, "sign_in", now)
     db.session.commit()
     login_user(admin)
+
+
+def _audit_own(admin: Admin, action: str, now: datetime) -> None:
+    """An entry about the admin's own account (sign-in, sign-out, enrolment, password)."""
+    audit.record(admin, action, f"admin {admin.username}", now, province_slug=admin.province_slug)
 
 
 def _enrolling_admin(now: datetime) -> Admin | None:
