@@ -239,6 +239,8 @@ class SmsMessage(db.Model):
         sa.Index("ix_sms_messages_status_next_attempt", "status", "next_attempt_at"),
         sa.Index("ix_sms_messages_gateway_message", "gateway", "gateway_message_id"),
         sa.Index("ix_sms_messages_sent_at", "sent_at"),
+        sa.Index("ix_sms_messages_held_until", "held_until"),
+        sa.Index("ix_sms_messages_enqueue_failed_at", "enqueue_failed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -250,6 +252,10 @@ class SmsMessage(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # When the relay may queue it again, if no queued job has delivered it by then.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Until when the job attempting it holds it (portal/delivery/outbox.py `claim`).
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When Redis refused its job: never queued, so the next relay takes it.
+    enqueue_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When pacing per phone let it go, if it had to wait (SPEC §9).
     paced_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -276,6 +282,8 @@ class Event(db.Model):
     __tablename__ = "events"
     __table_args__ = (
         sa.Index("ix_events_delivered_next_attempt", "delivered_at", "next_attempt_at"),
+        sa.Index("ix_events_held_until", "held_until"),
+        sa.Index("ix_events_enqueue_failed_at", "enqueue_failed_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
@@ -286,6 +294,9 @@ class Event(db.Model):
     payload: Mapped[dict] = mapped_column(sa.JSON)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # As for texts: the hold of the job attempting it, and when Redis refused its job.
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enqueue_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     deliveries: Mapped[list["WebhookDelivery"]] = relationship(order_by="WebhookDelivery.id")
