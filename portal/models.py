@@ -239,8 +239,6 @@ class SmsMessage(db.Model):
         sa.Index("ix_sms_messages_status_next_attempt", "status", "next_attempt_at"),
         sa.Index("ix_sms_messages_gateway_message", "gateway", "gateway_message_id"),
         sa.Index("ix_sms_messages_sent_at", "sent_at"),
-        sa.Index("ix_sms_messages_held_until", "held_until"),
-        sa.Index("ix_sms_messages_enqueue_failed_at", "enqueue_failed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -282,8 +280,6 @@ class Event(db.Model):
     __tablename__ = "events"
     __table_args__ = (
         sa.Index("ix_events_delivered_next_attempt", "delivered_at", "next_attempt_at"),
-        sa.Index("ix_events_held_until", "held_until"),
-        sa.Index("ix_events_enqueue_failed_at", "enqueue_failed_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)

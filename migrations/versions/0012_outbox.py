@@ -15,6 +15,8 @@ down_revision = "pacing"
 branch_labels = None
 depends_on = None
 
+# No index on either: the relay reads them only among the undelivered rows, which it finds by
+# the (status | delivered_at, next_attempt_at) indexes; an index would cost every claim a write.
 TABLES = ("sms_messages", "events")
 
 
@@ -23,16 +25,10 @@ def upgrade():
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column("held_until", sa.DateTime(), nullable=True))
             batch_op.add_column(sa.Column("enqueue_failed_at", sa.DateTime(), nullable=True))
-            batch_op.create_index(f"ix_{table}_held_until", ["held_until"], unique=False)
-            batch_op.create_index(
-                f"ix_{table}_enqueue_failed_at", ["enqueue_failed_at"], unique=False
-            )
 
 
 def downgrade():
     for table in TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_index(f"ix_{table}_enqueue_failed_at")
-            batch_op.drop_index(f"ix_{table}_held_until")
             batch_op.drop_column("enqueue_failed_at")
             batch_op.drop_column("held_until")
