@@ -44,7 +44,10 @@ class Worker(SimpleWorker):
         )
 
     def run_maintenance_tasks(self):
-        if self.last_cleaned_at and self.scheduler and not self.scheduler.acquired_locks:
+        # RQ's own maintenance then starts our scheduler if it holds no lock. One that already
+        # holds some takes a freed lock in its own loop, within DEFAULT_SCHEDULER_FALLBACK_PERIOD
+        # (120 s): only workers on different sets of queues meet that case.
+        if self.last_cleaned_at and self.scheduler:
             self.free_stale_scheduler_locks()
         super().run_maintenance_tasks()
 
