@@ -337,7 +337,9 @@ def test_no_module_of_the_app_imports_itself_round_a_circle():
         if name in done:
             return
         for imported in sorted(graph.get(name, ())):
-            if imported != name:
+            # A package is imported before its modules in any case; a module taking a name from
+            # its own package (a blueprint's views taking `bp`) is not a circle between modules.
+            if not name.startswith(imported + ".") and imported != name:
                 visit(imported, trail + [name])
         done.add(name)
 
