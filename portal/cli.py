@@ -6,10 +6,10 @@ import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy.exc import IntegrityError
 
-from portal import accounts, audit, demo, jobs, providers, queues, schedule, two_factor
+from portal import accounts, audit, demo, jobs, providers, queues, schedule, two_factor, workers
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Admin
@@ -140,11 +140,12 @@ def sweep() -> None:
     help="The queues to take jobs from, in this order, comma-separated.",
 )
 def worker(burst: bool, names: str) -> None:
-    """An RQ worker with the scheduler (retries and delayed jobs run only with it)."""
+    """An RQ worker with the scheduler (retries and delayed jobs run only with it), which takes
+    over the scheduling within seconds when another worker's scheduler dies (portal/workers.py)."""
     chosen = [_queue(name.strip()) for name in names.split(",") if name.strip()]
     if not chosen:
         raise click.BadParameter("name at least one queue", param_hint="--queues")
-    SimpleWorker(chosen, connection=chosen[0].connection).work(burst=burst, with_scheduler=True)
+    workers.Worker(chosen, connection=chosen[0].connection).work(burst=burst, with_scheduler=True)
 
 
 @click.command("cron")

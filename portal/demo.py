@@ -6,7 +6,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import accounts, jobs, providers
+from portal import accounts, providers
 from portal.api.schemas import FilingIn
 from portal.extensions import db
 from portal.filings import submit
@@ -77,7 +77,7 @@ def load(now: datetime) -> Demo:
         else:
             accounts.reset_password(admin, password, now)
         totp_secrets[username] = accounts.enrol_two_factor(admin, now).secret
-    jobs.commit()
+    db.session.commit()
     return Demo(api_key, password, totp_secrets, filings)
 
 

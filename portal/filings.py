@@ -8,12 +8,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import events, jobs, personal_links
+from portal import events, personal_links
 from portal.api.schemas import (
     FilingIn,
     Principal,
 )
 from portal.clock import next_day_noon
+from portal.delivery import outbox
 from portal.extensions import db
 from portal.models import (
     FINAL_STATUSES,
@@ -249,7 +250,7 @@ def send_codes(verifications: list[Verification], kind: MessageKind, now: dateti
     db.session.add_all(messages)
     db.session.flush()
     for message in messages:
-        jobs.after_commit(jobs.deliver_sms, message.id)
+        outbox.text_after_commit(message.id)
 
 
 def _unused_codes(province_slug: str, count: int) -> list[str]:
@@ -339,4 +340,4 @@ def change_status(filing: Filing, status: FilingStatus, now: datetime, reason: s
         filing.final_at = now
     db.session.flush()
     (event_id,) = events.record_status_changes([filing.id], now)
-    jobs.after_commit(jobs.deliver_event, event_id)
+    outbox.event_after_commit(event_id)

@@ -250,6 +250,10 @@ class SmsMessage(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # When the relay may queue it again, if no queued job has delivered it by then.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Until when the job attempting it holds it (portal/delivery/outbox.py `claim`).
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When Redis refused its job: never queued, so the next relay takes it.
+    enqueue_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When pacing per phone let it go, if it had to wait (SPEC §9).
     paced_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -286,6 +290,9 @@ class Event(db.Model):
     payload: Mapped[dict] = mapped_column(sa.JSON)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # As for texts: the hold of the job attempting it, and when Redis refused its job.
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enqueue_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     deliveries: Mapped[list["WebhookDelivery"]] = relationship(order_by="WebhookDelivery.id")

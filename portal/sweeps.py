@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from portal import audit, captchas, events, jobs, pruning, signin_throttle
-from portal.delivery import reroute
+from portal import audit, captchas, events, pruning, signin_throttle
+from portal.delivery import outbox, relay, reroute
 from portal.extensions import db
 from portal.models import (
     Filing,
@@ -72,7 +72,7 @@ def _expire_chunk(now: datetime) -> list[str]:
         .execution_options(synchronize_session=False)
     )
     for event_id in events.record_status_changes(filing_ids, now):
-        jobs.after_commit(jobs.deliver_event, event_id)
+        outbox.event_after_commit(event_id)
     return filing_ids
 
 
@@ -113,7 +113,7 @@ def noon_resend(now: datetime) -> list[int]:
         )
     )
     for message_id in message_ids:
-        jobs.after_commit(jobs.deliver_sms, message_id)
+        outbox.text_after_commit(message_id)
     return message_ids
 
 
@@ -173,8 +173,8 @@ def run_due(now: datetime) -> dict[str, int]:
     captchas.delete_expired(now)
     limits.delete_finished_windows(now)
     signin_throttle.prune(now)
-    jobs.commit()
-    relayed = jobs.relay(now)
+    db.session.commit()
+    relayed = relay.relay(now)
     pruned = pruning.prune(now)
     audit_pruned = audit.prune(now)
     return {

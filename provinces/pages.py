@@ -21,7 +21,7 @@ from flask import (
     url_for,
 )
 
-from portal import captchas, jobs, monitoring
+from portal import captchas, monitoring
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import (
@@ -131,7 +131,7 @@ def _form_page(form: CaptchaFields, attempt: Callable, page: str):
         result, status = _submit(form, attempt)
     form.captcha_id.data = captchas.new_challenge(utcnow())
     form.captcha.data = ""
-    jobs.commit()  # the attempt and the next challenge in one transaction
+    db.session.commit()  # the attempt and the next challenge in one transaction
     return _render(page, form, result, status)
 
 

@@ -207,6 +207,9 @@ def clock(monkeypatch):
     frozen = Clock(utcnow())
     for module in (
         "portal.jobs",
+        "portal.delivery.outbox",
+        "portal.delivery.sending",
+        "portal.delivery.webhooks",
         "portal.api.routes",
         "portal.cli",
         "provinces.pages",

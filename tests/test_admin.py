@@ -67,14 +67,13 @@ def tianjin_filing(submit_filing):
 @pytest.fixture
 def reviewable(submit_filing, sent_codes):
     """A Tianjin filing whose two phones are verified: under review."""
-    from portal import jobs
     from portal.verification import verify
 
     filing = submit_filing(new_filing_body("REF-REVIEW"))
     codes = sent_codes()
     verify("tianjin", "13900000001", codes["13900000001"], "011239", utcnow())
     verify("tianjin", "13900000002", codes["13900000002"], "31002X", utcnow())
-    jobs.commit()
+    db.session.commit()
     return filing
 
 

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from portal import captchas, jobs, sweeps
 from portal.clock import utcnow
+from portal.delivery import outbox
 from portal.extensions import db
 from portal.models import Event, Filing, FilingStatus, MessageStatus, SmsMessage
 from tests.factories import CAPTCHA, ID_A, ID_B, new_filing_body, principal, run_worker, sent_texts
@@ -27,8 +28,8 @@ def test_a_batch_job_sends_each_text_once_and_starts_the_clock(queue, submit_fil
     message_ids = _filings_with_texts(submit_filing, 6)
     queue.empty()
 
-    jobs.enqueue_sms_batches(message_ids)
-    jobs.enqueue_sms_batches(message_ids)  # queued twice: the claim lets each go out once
+    outbox.queue_texts(message_ids)
+    outbox.queue_texts(message_ids)  # queued twice: the claim lets each go out once
     run_worker(queue)
 
     sent = sent_texts(env["SMS_FILE_PATH"])
@@ -45,9 +46,9 @@ def test_a_commit_asking_for_many_texts_queues_batch_jobs(queue, submit_filing):
     message_ids = _filings_with_texts(submit_filing, 6)
     queue.empty()
     for message_id in message_ids:
-        jobs.after_commit(jobs.deliver_sms, message_id)
+        outbox.text_after_commit(message_id)
 
-    jobs.commit()
+    db.session.commit()
 
     assert [job.func_name for job in queue.get_jobs()] == ["portal.jobs.deliver_sms_batch"]
 
@@ -73,8 +74,8 @@ def test_a_mass_expiry_posts_its_events_from_batch_jobs_and_retries_a_failure_al
     rq_queues, submit_filing, provider, monkeypatch
 ):
     queue = rq_queues["webhooks"]
-    monkeypatch.setattr(jobs, "WEBHOOK_RETRY_DELAYS", (0,) * len(jobs.WEBHOOK_RETRY_DELAYS))
-    count = jobs.EVENTS_ONE_BY_ONE + 2
+    monkeypatch.setattr(outbox, "WEBHOOK_RETRY_DELAYS", (0,) * len(outbox.WEBHOOK_RETRY_DELAYS))
+    count = outbox.EVENTS_ONE_BY_ONE + 2
     _filings_with_texts(submit_filing, count)
     rq_queues["sms"].empty()
     now = utcnow()
@@ -85,7 +86,7 @@ def test_a_mass_expiry_posts_its_events_from_batch_jobs_and_retries_a_failure_al
         provider[0].callback_url = receiver.url
         db.session.commit()
         returned = sweeps.expire(now)
-        jobs.commit()
+        db.session.commit()
         assert [job.func_name for job in queue.get_jobs()] == ["portal.jobs.deliver_event_batch"]
         run_worker(queue)
 

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
-from portal import create_app, settings, webhooks
+from portal import create_app, settings
+from portal.delivery import webhooks
 from portal.extensions import db
 from portal.messages import CALLBACK_REFUSED
 from portal.models import AuditEntry, Provider

@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 from rq.registry import ScheduledJobRegistry
 
-from portal import jobs
+from portal.clock import utcnow
+from portal.delivery import relay
 from portal.delivery.pacing import Limits, next_slot
 from portal.extensions import db
 from portal.messages import LABELS, Outcome
@@ -48,7 +49,7 @@ def resend(filing_id: str, now) -> Outcome:
         sa.select(Verification).where(Verification.filing_id == filing_id)
     )
     outcome = resend_verification(verification, verification.filing.province, now)
-    jobs.commit()
+    db.session.commit()
     return outcome
 
 
@@ -63,12 +64,12 @@ def relay_until_nothing_waits(clock) -> None:
         if due is None:
             return
         clock.now = max(clock.now, due)
-        jobs.relay(clock.now)
+        relay.relay(clock.now)
     raise AssertionError("texts still waiting after 100 relays")
 
 
 def test_a_phone_s_next_slot_keeps_the_interval_the_hour_and_the_day():
-    t0 = jobs.utcnow()
+    t0 = utcnow()
     assert next_slot([], t0, LIMITS) == t0
     assert next_slot([t0], t0 + 10 * timedelta(seconds=1), LIMITS) == t0 + MINUTE
     five = [t0 + i * MINUTE for i in range(5)]
@@ -94,11 +95,11 @@ def test_a_resend_within_a_minute_waits_and_goes_at_sixty_seconds(
     assert len(sent_texts(env["SMS_FILE_PATH"])) == 1
 
     clock.now = t0 + MINUTE - timedelta(seconds=1)
-    jobs.relay(clock.now)
+    relay.relay(clock.now)
     assert len(sent_texts(env["SMS_FILE_PATH"])) == 1
 
     clock.now = t0 + MINUTE
-    jobs.relay(clock.now)
+    relay.relay(clock.now)
     first, again = texts()
     assert (again.status, again.sent_at, again.attempts) == (MessageStatus.SENT, t0 + MINUTE, 1)
     assert len(sent_texts(env["SMS_FILE_PATH"])) == 2

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from portal import create_app, filings, jobs, providers, review, sweeps
+from portal import create_app, filings, providers, review, sweeps
 from portal.api.schemas import FilingIn
 from portal.clock import SHANGHAI, utcnow
 from portal.extensions import db
@@ -164,7 +164,7 @@ def test_codes_issued_before_a_suite_switch_still_verify_and_resend(app, submit_
         resend(db.session.get(Province, "tianjin"), PHONE_B, ID_B[-6:], utcnow())
         == Outcome.RESEND_SENT
     )
-    jobs.commit()
+    db.session.commit()
     assert sent_codes()[PHONE_B] == codes[PHONE_B]
     result = verify("tianjin", PHONE_A, codes[PHONE_A], ID_A[-6:], utcnow())
     assert result.outcome == Outcome.VERIFIED_OTHERS_PENDING
@@ -185,9 +185,9 @@ def test_reseal_brings_every_value_under_the_new_key_and_suite(
     codes = sent_codes()
     for phone, number in ((PHONE_A, ID_A), (PHONE_B, ID_B)):
         verify("tianjin", phone, codes[phone], number[-6:], utcnow())
-    jobs.commit()
+    db.session.commit()
     review.approve(db.session.get(Filing, filing["id"]), "好", utcnow())
-    jobs.commit()
+    db.session.commit()
     before = _sealed_values()
     app.config.update(DATA_KEYS=("new-key", "test-secret"), CRYPTO_SUITE="sm")
 
@@ -240,9 +240,9 @@ def _decided(submit_filing, sent_codes, reference: str, decided_at) -> str:
     codes = sent_codes()
     for phone, number in ((PHONE_A, ID_A), (PHONE_B, ID_B)):
         verify("tianjin", phone, codes[phone], number[-6:], utcnow())
-        jobs.commit()
+        db.session.commit()
     review.approve(db.session.get(Filing, filing["id"]), "好", decided_at)
-    jobs.commit()
+    db.session.commit()
     return filing["id"]
 
 
@@ -267,11 +267,11 @@ def test_retention_erases_personal_data_at_the_boundary(app, submit_filing, sent
     boundary = decided_at + timedelta(days=30)
 
     assert sweeps.erase_personal_data(boundary - timedelta(seconds=1)) == 0
-    jobs.commit()
+    db.session.commit()
     assert _personal_state(filing_id) == kept
 
     assert sweeps.erase_personal_data(boundary) == 1
-    jobs.commit()
+    db.session.commit()
     erased = _personal_state(filing_id)
     assert erased["erased_at"] == boundary and not erased["sealed"]
     assert erased["verifications"] == [
@@ -290,7 +290,7 @@ def test_retention_is_counted_from_the_final_status_not_the_submission(
     submit_filing(new_filing_body("PENDING"))
     assert sweeps.erase_personal_data(now + timedelta(days=45)) == 0
     assert sweeps.erase_personal_data(now + timedelta(days=50)) == 1
-    jobs.commit()
+    db.session.commit()
     pending = db.session.scalar(sa.select(Filing).where(Filing.reference == "PENDING"))
     assert pending.personal_data_sealed is not None and pending.personal_data_erased_at is None
     assert db.session.get(Filing, decided_id).personal_data_erased_at is not None
@@ -302,7 +302,7 @@ def test_retention_erases_in_batches_in_one_sweep(app, submit_filing, monkeypatc
         submit_filing(new_filing_body(f"EXPIRING-{number}"))
     deadline = db.session.scalar(sa.select(sa.func.max(Filing.deadline)))
     assert len(sweeps.expire(deadline)) == 5
-    jobs.commit()
+    db.session.commit()
     counts = sweeps.run_due(deadline + timedelta(days=30))
     assert counts["personal_data_erased"] == 5
     unerased = sa.select(sa.func.count()).where(Verification.phone_sealed.is_not(None))

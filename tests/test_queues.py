@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from portal import jobs, queues
+from portal import queues
 from portal.clock import utcnow
+from portal.delivery import outbox
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification, WebhookDelivery
 from tests.factories import ID_B, new_filing_body, principal
@@ -82,8 +83,8 @@ def queue_slow_events(rq_queues, submit_filing) -> None:
         )
         db.session.add(event)
         db.session.flush()
-        jobs.after_commit(jobs.deliver_event, event.id)
-    jobs.commit()
+        outbox.event_after_commit(event.id)
+    db.session.commit()
     assert rq_queues[queues.WEBHOOKS].count == SLOW_EVENTS
 
 

@@ -4,7 +4,7 @@ the filing checked by SMS."""
 import pytest
 import sqlalchemy as sa
 
-from portal import jobs, review
+from portal import review
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Filing, Province, Record
@@ -45,11 +45,11 @@ def approved(submit_filing, sent_codes):
         filing = submit_filing(body)
         for phone, code in sent_codes().items():
             verify("tianjin", phone, code, LAST6[phone], utcnow())
-        jobs.commit()
+        db.session.commit()
         stored = db.session.get(Filing, filing["id"])
         assert stored.status == "under_review"
         review.approve(stored, "材料齐全", utcnow())
-        jobs.commit()
+        db.session.commit()
 
     return approve
 

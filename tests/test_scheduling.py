@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 from rq.cron import CronScheduler
 
-from portal import jobs, schedule, sweeps
+from portal import schedule, sweeps
 from portal.clock import SHANGHAI, utcnow
+from portal.delivery import relay
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification
@@ -189,7 +190,7 @@ def test_two_sweeps_at_once_return_an_expired_filing_once(app, clock, submit_fil
     assert verify("tianjin", PHONES[0], code, ID_A[-6:], clock.now).outcome == (
         Outcome.VERIFIED_OTHERS_PENDING
     )
-    jobs.commit()
+    db.session.commit()
     deadline = deadline_of(filing["id"])
     db.session.commit()
     barrier = threading.Barrier(2)
@@ -200,7 +201,7 @@ def test_two_sweeps_at_once_return_an_expired_filing_once(app, clock, submit_fil
             with app.app_context():
                 barrier.wait(timeout=10)
                 returned.append(sweeps.expire(deadline))
-                jobs.commit()
+                db.session.commit()
         except Exception as error:
             errors.append(error)
 
@@ -239,11 +240,11 @@ def test_texts_accepted_while_redis_was_down_are_sent_once_after_the_relay(
     monkeypatch.setitem(app.extensions, "rq_queues", queues_on(redis_connection))
     queue = app.extensions["rq_queues"]["sms"]
     later = utcnow() + timedelta(minutes=6)
-    assert jobs.relay(later) == 2
-    assert jobs.relay(later) == 0, "a second relay does not queue them again while they wait"
+    assert relay.relay(later) == 2
+    assert relay.relay(later) == 0, "a second relay does not queue them again while they wait"
     run_worker(queue)
 
     assert sorted(line["to"] for line in sent_texts(env["SMS_FILE_PATH"])) == PHONES
     db.session.rollback()
     assert [db.session.get(SmsMessage, m.id).status for m in messages] == [MessageStatus.SENT] * 2
-    assert jobs.relay(later + timedelta(hours=1)) == 0
+    assert relay.relay(later + timedelta(hours=1)) == 0

@@ -14,6 +14,7 @@ from rq.registry import ScheduledJobRegistry
 
 from portal import jobs
 from portal.clock import iso_shanghai
+from portal.delivery import outbox, relay
 from portal.extensions import db
 from portal.models import Filing, MessageStatus, SmsMessage, Verification
 from portal.protection import sealing
@@ -72,8 +73,8 @@ def on_rq(on_rq, env) -> None:
 @pytest.fixture
 def immediate_retries(monkeypatch) -> None:
     """RQ retries at once (interval 0 re-enqueues the job, no scheduler needed)."""
-    zeros = (0,) * len(jobs.SMS_RETRY_DELAYS)
-    monkeypatch.setattr(jobs, "SMS_RETRY_DELAYS", zeros)
+    zeros = (0,) * len(outbox.SMS_RETRY_DELAYS)
+    monkeypatch.setattr(outbox, "SMS_RETRY_DELAYS", zeros)
 
 
 @dataclass
@@ -259,11 +260,11 @@ def test_a_gateway_that_always_fails_is_given_up_after_the_last_attempt(
     gateway.failures = float("inf")
     filing = submit_filing(one_phone())
 
-    run_worker(queue, max_jobs=3 * jobs.SMS_MAX_ATTEMPTS)
+    run_worker(queue, max_jobs=3 * outbox.SMS_MAX_ATTEMPTS)
 
     (message,) = messages_of(filing["id"])
-    assert len(gateway.requests) == jobs.SMS_MAX_ATTEMPTS
-    assert (message.status, message.attempts) == (MessageStatus.FAILED, jobs.SMS_MAX_ATTEMPTS)
+    assert len(gateway.requests) == outbox.SMS_MAX_ATTEMPTS
+    assert (message.status, message.attempts) == (MessageStatus.FAILED, outbox.SMS_MAX_ATTEMPTS)
     assert "500" in message.last_error
     assert message.sent_at is None
     assert queue.count == 0
@@ -273,13 +274,13 @@ def test_a_gateway_that_always_fails_is_given_up_after_the_last_attempt(
 def test_a_failed_message_is_not_sent_again(gateway, immediate_retries, queue, submit_filing):
     gateway.failures = float("inf")
     filing = submit_filing(one_phone())
-    run_worker(queue, max_jobs=3 * jobs.SMS_MAX_ATTEMPTS)
+    run_worker(queue, max_jobs=3 * outbox.SMS_MAX_ATTEMPTS)
     (message,) = messages_of(filing["id"])
 
     queue.enqueue(jobs.deliver_sms, message.id)
     run_worker(queue)
 
-    assert len(gateway.requests) == jobs.SMS_MAX_ATTEMPTS
+    assert len(gateway.requests) == outbox.SMS_MAX_ATTEMPTS
 
 
 # In-process mode (no REDIS_URL)
@@ -332,7 +333,7 @@ def test_texts_accepted_while_redis_was_down_go_out_on_the_next_relay(
     queue = app.extensions["rq_queues"]["sms"]
 
     later = max(m.created_at for m in messages_of(filing["id"])) + timedelta(hours=1)
-    jobs.relay(later)
+    relay.relay(later)
     run_worker(queue)
 
     assert sorted(line["to"] for line in sent_texts(env["SMS_FILE_PATH"])) == [

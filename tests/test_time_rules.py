@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 import sqlalchemy as sa
 
-from portal import jobs, sweeps
+from portal import sweeps
 from portal.clock import SHANGHAI
 from portal.extensions import db
 from portal.filings import send_codes
@@ -59,10 +59,10 @@ def test_afternoon_submission_gets_the_noon_resend_once(submitted_at, sent_codes
 
     assert sweeps.noon_resend(shanghai(3, 11, 59, 59)) == []
     resent = sweeps.noon_resend(shanghai(3, 12))
-    jobs.commit()
+    db.session.commit()
     assert len(resent) == 2
     assert sweeps.noon_resend(shanghai(3, 12, 30)) == []
-    jobs.commit()
+    db.session.commit()
 
     assert texts_sent(MessageKind.NOON_RESEND) == 2
     assert sent_codes() == first_codes, "the noon resend sends the same codes"
@@ -83,7 +83,7 @@ def test_noon_resend_skips_verified_phones(submitted_at, sent_codes):
     submitted_at(shanghai(2, 14))
     code = sent_codes()["13900000001"]
     verify("tianjin", "13900000001", code, "011239", shanghai(2, 15))
-    jobs.commit()
+    db.session.commit()
     assert len(sweeps.noon_resend(shanghai(3, 12))) == 1
 
 
@@ -93,7 +93,7 @@ def test_two_manual_resends_then_the_limit(submitted_at, sent_codes):
     outcomes = []
     for minute in range(3):
         outcomes.append(resend(tianjin(), "13900000001", "011239", shanghai(2, 15, minute)))
-        jobs.commit()
+        db.session.commit()
     assert outcomes == [
         Outcome.RESEND_SENT,
         Outcome.RESEND_SENT,
@@ -115,7 +115,7 @@ def test_resend_limit_is_a_province_setting(submitted_at):
 def test_resend_does_not_move_the_deadline(submitted_at):
     filing = submitted_at(shanghai(2, 14))
     resend(tianjin(), "13900000001", "011239", shanghai(3, 13))
-    jobs.commit()
+    db.session.commit()
     assert db.session.get(Filing, filing.id).deadline == shanghai(3, 14)
 
 
@@ -144,7 +144,7 @@ def test_expiry_sweep_returns_the_filing_and_expires_its_verifications(submitted
     filing = submitted_at(shanghai(2, 14))
     assert sweeps.expire(shanghai(3, 13, 59, 59)) == []
     assert sweeps.expire(shanghai(3, 14)) == [filing.id]
-    jobs.commit()
+    db.session.commit()
     filing = db.session.get(Filing, filing.id, populate_existing=True)
     assert (filing.status, filing.return_reason) == ("returned", "expired")
     statuses = db.session.scalars(
@@ -159,7 +159,7 @@ def test_expiry_sweep_returns_the_filing_and_expires_its_verifications(submitted
 def test_expiry_sweep_is_idempotent(submitted_at):
     submitted_at(shanghai(2, 14))
     assert len(sweeps.expire(shanghai(3, 15))) == 1
-    jobs.commit()
+    db.session.commit()
     assert sweeps.expire(shanghai(3, 16)) == []
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == 1
 
@@ -182,7 +182,7 @@ def test_verified_filing_is_not_expired(submitted_at, sent_codes):
     codes = sent_codes()
     verify("tianjin", "13900000001", codes["13900000001"], "011239", shanghai(2, 15))
     verify("tianjin", "13900000002", codes["13900000002"], "31002X", shanghai(2, 15))
-    jobs.commit()
+    db.session.commit()
     assert sweeps.expire(shanghai(3, 15)) == []
     assert db.session.get(Filing, filing.id, populate_existing=True).status == "under_review"
 
@@ -241,7 +241,7 @@ def test_deadline_is_not_moved_by_a_later_text(submitted_at, clock):
     assert filing.deadline == shanghai(3, 14)
     clock.now = shanghai(2, 20)
     send_codes(filing.verifications, MessageKind.RESEND, clock.now)
-    jobs.commit()  # in-process: sent now
+    db.session.commit()  # in-process: sent now
 
     assert texts_sent(MessageKind.RESEND) == 2
     assert db.session.get(Filing, filing.id, populate_existing=True).deadline == shanghai(3, 14)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from portal import filings, jobs, verification
+from portal import filings, verification
 from portal.api.schemas import FilingIn
 from portal.clock import utcnow
 from portal.extensions import db
@@ -200,7 +200,7 @@ def test_deadline_is_set_when_the_first_sms_is_sent(provider):
     )
     db.session.flush()
     assert record.deadline is None
-    jobs.commit()
+    db.session.commit()
     first_sent = db.session.scalar(
         sa.select(sa.func.min(SmsMessage.sent_at))
         .join(Verification)

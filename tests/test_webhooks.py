@@ -14,8 +14,9 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.utils import current_timestamp
 
-from portal import jobs, providers, webhooks
+from portal import jobs, providers
 from portal.clock import utcnow
+from portal.delivery import outbox, relay, webhooks
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Event
@@ -35,7 +36,7 @@ def verify_every_phone(sent_codes, now: datetime) -> None:
     outcomes = []
     for phone, id_number in PEOPLE.items():
         outcomes.append(verify("tianjin", phone, codes[phone], id_number[-6:], now).outcome)
-        jobs.commit()
+        db.session.commit()
     assert outcomes == [Outcome.VERIFIED_OTHERS_PENDING, Outcome.ALL_VERIFIED]
 
 
@@ -115,15 +116,15 @@ def test_failed_webhook_is_retried_by_the_relay_after_each_delay_until_acknowled
     verify_every_phone(sent_codes, first)
     assert [r.status for r in receiver.requests] == [500]
 
-    for delay in jobs.WEBHOOK_RETRY_DELAYS[:2]:
+    for delay in outbox.WEBHOOK_RETRY_DELAYS[:2]:
         due = clock.now + timedelta(seconds=delay)
         assert the_event(filing["id"]).next_attempt_at == due
-        assert jobs.relay(due - timedelta(seconds=1)) == 0, "not retried before its time"
+        assert relay.relay(due - timedelta(seconds=1)) == 0, "not retried before its time"
         clock.now = due
-        assert jobs.relay(due) == 1
+        assert relay.relay(due) == 1
 
-    second = first + timedelta(seconds=jobs.WEBHOOK_RETRY_DELAYS[0])
-    third = second + timedelta(seconds=jobs.WEBHOOK_RETRY_DELAYS[1])
+    second = first + timedelta(seconds=outbox.WEBHOOK_RETRY_DELAYS[0])
+    third = second + timedelta(seconds=outbox.WEBHOOK_RETRY_DELAYS[1])
     event = the_event(filing["id"])
     assert [(d.status_code, d.error, d.attempted_at) for d in event.deliveries] == [
         (500, "HTTP 500", first),
@@ -135,16 +136,16 @@ def test_failed_webhook_is_retried_by_the_relay_after_each_delay_until_acknowled
     assert len({r.body for r in receiver.requests}) == 1, "every attempt posts the same event"
     assert receiver.requests[0].json()["event_id"] == event.id
 
-    assert jobs.relay(third + timedelta(days=3)) == 0
+    assert relay.relay(third + timedelta(days=3)) == 0
     assert len(receiver.requests) == 3
 
 
 def test_webhook_retry_delays_grow_and_add_up_to_at_least_a_day():
-    delays = jobs.WEBHOOK_RETRY_DELAYS
+    delays = outbox.WEBHOOK_RETRY_DELAYS
     assert list(delays) == sorted(delays)
     assert delays[0] > 0
     assert sum(delays) >= 24 * 3600
-    assert len(delays) + 1 == jobs.WEBHOOK_MAX_ATTEMPTS
+    assert len(delays) + 1 == outbox.WEBHOOK_MAX_ATTEMPTS
 
 
 def test_unanswered_webhook_is_retried_for_at_least_a_day_then_given_up(
@@ -154,17 +155,17 @@ def test_unanswered_webhook_is_retried_for_at_least_a_day_then_given_up(
     filing = submit_filing()
     verify_every_phone(sent_codes, clock.now)
 
-    for delay in jobs.WEBHOOK_RETRY_DELAYS:
+    for delay in outbox.WEBHOOK_RETRY_DELAYS:
         clock.now += timedelta(seconds=delay)
-        assert jobs.relay(clock.now) == 1
+        assert relay.relay(clock.now) == 1
 
     event = the_event(filing["id"])
     attempts = [d.attempted_at for d in event.deliveries]
-    assert len(attempts) == len(receiver.requests) == jobs.WEBHOOK_MAX_ATTEMPTS
+    assert len(attempts) == len(receiver.requests) == outbox.WEBHOOK_MAX_ATTEMPTS
     assert attempts[-1] - attempts[0] >= timedelta(hours=24)
     assert (event.delivered_at, event.next_attempt_at) == (None, None)
-    assert jobs.relay(clock.now + timedelta(days=30)) == 0
-    assert len(receiver.requests) == jobs.WEBHOOK_MAX_ATTEMPTS
+    assert relay.relay(clock.now + timedelta(days=30)) == 0
+    assert len(receiver.requests) == outbox.WEBHOOK_MAX_ATTEMPTS
 
 
 def test_unreachable_callback_counts_as_a_failed_attempt(
@@ -180,7 +181,7 @@ def test_unreachable_callback_counts_as_a_failed_attempt(
     assert attempt.status_code is None
     assert attempt.error == "connection failed"
     assert event.delivered_at is None
-    assert event.next_attempt_at == clock.now + timedelta(seconds=jobs.WEBHOOK_RETRY_DELAYS[0])
+    assert event.next_attempt_at == clock.now + timedelta(seconds=outbox.WEBHOOK_RETRY_DELAYS[0])
 
 
 def test_delivering_an_acknowledged_event_again_posts_nothing(
@@ -210,7 +211,7 @@ def test_provider_without_callback_url_gets_nothing_posted_but_the_event_is_list
     event = the_event(filing["id"])
     assert event.deliveries == []
     assert (event.delivered_at, event.next_attempt_at) == (None, None)
-    assert jobs.relay(clock.now + timedelta(days=3)) == 0
+    assert relay.relay(clock.now + timedelta(days=3)) == 0
     listed = client.get(f"/api/v1/filings/{filing['id']}/events", headers=provider[1])
     assert listed.status_code == 200
     (shown,) = listed.get_json()["events"]
@@ -229,8 +230,8 @@ def test_events_listing_shows_each_event_with_its_attempts(
     filing = submit_filing()
     first = clock.now
     verify_every_phone(sent_codes, first)
-    clock.now = second = first + timedelta(seconds=jobs.WEBHOOK_RETRY_DELAYS[0])
-    jobs.relay(second)
+    clock.now = second = first + timedelta(seconds=outbox.WEBHOOK_RETRY_DELAYS[0])
+    relay.relay(second)
 
     response = client.get(f"/api/v1/filings/{filing['id']}/events", headers=provider[1])
 
@@ -269,8 +270,8 @@ def test_on_rq_a_failed_webhook_is_retried_by_rq_until_acknowledged_once(
     queue, callback, monkeypatch, submit_filing, sent_codes
 ):
     """RQ's own retry: the first after a delay (scheduled), the next at once (interval 0)."""
-    delays = (1,) + (0,) * (len(jobs.WEBHOOK_RETRY_DELAYS) - 1)
-    monkeypatch.setattr(jobs, "WEBHOOK_RETRY_DELAYS", delays)
+    delays = (1,) + (0,) * (len(outbox.WEBHOOK_RETRY_DELAYS) - 1)
+    monkeypatch.setattr(outbox, "WEBHOOK_RETRY_DELAYS", delays)
     receiver = callback(500, 503)
     filing = submit_filing()
     run_worker(queue)  # the code texts
@@ -342,11 +343,11 @@ def test_event_written_while_redis_was_down_is_delivered_after_the_relay(
     assert the_event(filing["id"]).next_attempt_at == changed_at
 
     monkeypatch.setitem(app.extensions, "rq_queues", queues_on(queue.connection))
-    assert jobs.relay(changed_at + timedelta(minutes=6)) == 1
+    assert relay.relay(changed_at + timedelta(minutes=6)) == 1
     run_worker(queue)
 
     (request,) = receiver.requests
     event = the_event(filing["id"])
     assert request.json()["event_id"] == event.id
     assert event.delivered_at is not None
-    assert jobs.relay(changed_at + timedelta(hours=1)) == 0
+    assert relay.relay(changed_at + timedelta(hours=1)) == 0

@@ -23,7 +23,7 @@ from flask_login import current_user
 from sqlalchemy.orm import defer, selectinload
 from wtforms.fields.choices import SelectChoice
 
-from portal import audit, jobs, review
+from portal import audit, review
 from portal.admin import ROW_ID, bp, shanghai
 from portal.admin.forms import AuditSearchForm, FilingSearchForm, ReasonForm
 from portal.admin.tenancy import stream_as_tenant
@@ -415,7 +415,7 @@ def resend(filing_id: str, verification_id: int):
         before=before,
         after={"outcome": outcome.name},
     )
-    jobs.commit()
+    db.session.commit()
     flash(outcome.message)
     return redirect(url_for("admin.filing", filing_id=found.id))
 
@@ -444,7 +444,7 @@ def decide(filing_id: str, decision: str):
         before=before,
         after={"status": found.status, "note": form.reason.data},
     )
-    jobs.commit()
+    db.session.commit()
     flash(CONSOLE["approved" if decision == "approve" else "rejected"])
     return redirect(url_for("admin.filing", filing_id=found.id))
 

@@ -9,7 +9,6 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from portal import jobs
 from portal.api.description import describe, describe_event
 from portal.api.openapi import document
 from portal.api.schemas import EventList, FieldError, FilingIn, Problem
@@ -100,7 +99,7 @@ def _take_in(data: FilingIn) -> tuple[Filing, bool]:
     for attempt in range(1, INTAKE_ATTEMPTS + 1):
         try:
             result = submit(g.provider, data, utcnow())
-            jobs.commit()
+            db.session.commit()
             return result
         except IntegrityError:
             db.session.rollback()

@@ -1,9 +1,13 @@
-"""Delivery of the texts: the gateways, the failover between them, the receipts.
+"""Delivery of texts and webhook events.
 
-`gateways/` has one module per gateway behind one interface (`gateways/interface.py`);
-`failover` tries several in order; `texts` writes what is sent; `receipts` takes the
-gateways' delivery reports; `reroute` sends a text through the next gateway when the
-first did not deliver it; `pacing` holds back a text until its phone may get another.
+`outbox` queues the rows a transaction asked for when it commits (on RQ or in-process), holds
+the one claim every job takes a row with, and marks what Redis refused; `sending` claims and
+sends texts and marks them sent or failed; `webhooks` posts events; `relay` queues again what
+no job delivered. `gateways/` has one module per gateway behind one interface
+(`gateways/interface.py`); `failover` tries several in order; `texts` writes what is sent;
+`receipts` takes the gateways' delivery reports; `reroute` sends a text through the next
+gateway when the first did not deliver it; `pacing` holds back a text until its phone may get
+another. The RQ jobs themselves are in portal/jobs.py.
 """
 
 from redis import Redis

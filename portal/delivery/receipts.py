@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from portal import jobs, monitoring
+from portal import monitoring
 from portal.clock import utcnow
 from portal.delivery import reroute
 from portal.delivery.gateways import RECEIPT_FORMATS, Receipt
@@ -38,7 +38,7 @@ def take(gateway: str, token: str):
     now = utcnow()
     if record(gateway, receipts, now):
         reroute.reroute_due(now)
-    jobs.commit()
+    db.session.commit()
     return jsonify(receipt_format.accepted)
 
 

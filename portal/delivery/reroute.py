@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from portal import jobs
+from portal.delivery import outbox
 from portal.delivery.gateways import Accepted, TimedOut
 from portal.extensions import db
 from portal.models import MessageStatus, SmsMessage, Verification, VerificationStatus
@@ -60,7 +60,7 @@ def reroute_due(now: datetime) -> list[int]:
         return []
     message_ids = list(db.session.scalars(sa.insert(SmsMessage).returning(SmsMessage.id), rows))
     for message_id in message_ids:
-        jobs.after_commit(jobs.deliver_sms, message_id)
+        outbox.text_after_commit(message_id)
     return message_ids
 
 

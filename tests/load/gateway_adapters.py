@@ -26,9 +26,10 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 from redis import Redis
 
-from portal import create_app, jobs, providers
+from portal import create_app, providers
 from portal.api.schemas import FilingIn
 from portal.clock import utcnow
+from portal.delivery import sending
 from portal.delivery.failover import Failover
 from portal.delivery.gateways.http import HttpGateway
 from portal.delivery.texts import Text
@@ -86,8 +87,8 @@ def texts_per_second(name: str, count: int) -> float:
         )
         for n in range(count)
     ]
-    with ThreadPoolExecutor(max_workers=jobs.SEND_THREADS) as senders:
-        list(senders.map(gateway.send, texts[: jobs.SEND_THREADS * 4]))  # connections warmed
+    with ThreadPoolExecutor(max_workers=sending.SEND_THREADS) as senders:
+        list(senders.map(gateway.send, texts[: sending.SEND_THREADS * 4]))  # connections warmed
         started = time.perf_counter()
         accepted = list(senders.map(gateway.send, texts))
         seconds = time.perf_counter() - started
@@ -106,7 +107,7 @@ def measure_adapters(args) -> dict[str, float]:
                 os.killpg(server.pid, signal.SIGTERM)
                 server.wait()
         print(
-            f"{name}: {rates[name]:.0f} texts/s ({args.texts} texts, {jobs.SEND_THREADS} threads)"
+            f"{name}: {rates[name]:.0f} texts/s ({args.texts} texts, {sending.SEND_THREADS} threads)"
         )
     return rates
 
@@ -150,7 +151,7 @@ def _sent_texts(count: int) -> None:
     provider, _ = providers.create("回执压测", None, utcnow())
     db.session.commit()
     submit(provider, FilingIn.model_validate(filing_body("new_filing")), utcnow())
-    jobs.commit()
+    db.session.commit()
     verification_id = db.session.scalar(sa.select(SmsMessage.verification_id).limit(1))
     now = utcnow()
     rows = [

@@ -25,6 +25,7 @@ from rq import Queue, SimpleWorker
 from portal import create_app, jobs, providers, queues
 from portal.api.schemas import FilingIn
 from portal.clock import utcnow
+from portal.delivery import outbox
 from portal.extensions import db
 from portal.filings import submit
 from portal.models import MessageStatus, SmsMessage
@@ -44,7 +45,7 @@ def queued_texts(provider, count: int) -> list[int]:
         body = filing_body("new_filing")
         body["province"] = PROVINCES[index % len(PROVINCES)]
         submit(provider, FilingIn.model_validate(body), utcnow())
-        db.session.info.pop("after_commit", None)
+        db.session.info.pop("outbox", None)
         if index % 200 == 0:
             db.session.commit()
     db.session.commit()
@@ -117,7 +118,7 @@ def measure(args, database_url: str) -> None:
                     for message_id in ids:
                         queue.enqueue(jobs.deliver_sms, message_id)
                 else:
-                    jobs.enqueue_sms_batches(ids)
+                    outbox.queue_texts(ids)
                 seconds = drain(queue)
                 sent = sent_count() - before
                 results[mode] = (len(ids), sent, seconds)

@@ -25,7 +25,7 @@ import psycopg
 from flask_migrate import upgrade
 from redis import Redis
 
-from portal import create_app, events, jobs, providers, sweeps
+from portal import create_app, events, providers, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.protection import sealing
@@ -161,7 +161,7 @@ def measure(args, url: str) -> None:
         started = time.perf_counter()
         returned = sweeps.expire(utcnow())
         statements = time.perf_counter() - started
-        jobs.commit()
+        db.session.commit()
         total = time.perf_counter() - started
         print(
             f"expiry sweep: {len(returned):,} of {args.rows:,} filings returned in {total:.2f} s"

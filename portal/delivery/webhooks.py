@@ -4,6 +4,10 @@ The body is signed with the provider's webhook secret: `X-Signature: sha256=<hex
 HMAC-SHA256 of the raw body>`. Every attempt is recorded; `event_id` lets the
 provider drop the duplicates that at-least-once delivery brings. The callback URL is checked
 and connected to as portal/protection/callback_urls.py says.
+
+An attempt claims its event (`outbox.claim`), so two jobs never post one event at once, and
+takes one of its provider's posting slots; a failed attempt is tried again after the next of
+`outbox.WEBHOOK_RETRY_DELAYS`.
 """
 
 import contextlib
@@ -14,13 +18,15 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 import urllib3
 from redis import Redis
 
-from portal import providers
-from portal.clock import iso_shanghai
+from portal import providers, queues
+from portal.clock import iso_shanghai, utcnow
+from portal.delivery import outbox
 from portal.extensions import db
 from portal.models import Event, Provider, WebhookDelivery
 from portal.protection import callback_urls
@@ -36,6 +42,51 @@ BUSY_RETRY_SECONDS = 5
 SLOT_SECONDS = 6 * TIMEOUT_SECONDS
 # The certificate authorities a receiver's certificate is checked against: None, the system's.
 CA_CERTS: str | None = None
+
+
+def attempt(event_id: str) -> Event | None:
+    """One attempt at the event (unless done, held by another job, or its provider has its
+    cap of posts in flight: then it is queued again shortly); the event when it failed and has
+    an attempt left."""
+    queue = queues.rq_queue(queues.WEBHOOKS)
+    if queue is None:
+        return _post_event(event_id)
+    provider_id = db.session.scalar(sa.select(Event.provider_id).where(Event.id == event_id))
+    if provider_id is None:
+        return None
+    try:
+        with posting_slot(queue.connection, provider_id):
+            return _post_event(event_id)
+    except ProviderBusy:
+        db.session.rollback()
+        later = utcnow() + timedelta(seconds=BUSY_RETRY_SECONDS)
+        outbox.queue_at(later, "deliver_event", Event, event_id, outbox.webhook_retry())
+        return None
+
+
+def queue_retry(event: Event) -> None:
+    """The event's next attempt as a job of its own, with RQ retries for the ones after."""
+    delay = outbox.WEBHOOK_RETRY_DELAYS[event.attempts - 1]
+    when = utcnow() + timedelta(seconds=delay) if delay else None
+    retry = outbox.webhook_retry(outbox.WEBHOOK_RETRY_DELAYS[event.attempts :])
+    outbox.queue_at(when, "deliver_event", Event, event.id, retry)
+
+
+def _post_event(event_id: str) -> Event | None:
+    if not outbox.claim(Event, [event_id], utcnow()):
+        return None
+    event = db.session.get(Event, event_id, populate_existing=True)
+    try:
+        delivered = post(event, utcnow())
+    except DeliveryFailed:
+        retry = outbox.schedule_retry(event, outbox.WEBHOOK_RETRY_DELAYS, utcnow())
+        db.session.commit()
+        return event if retry else None
+    event.delivered_at = utcnow() if delivered else None
+    event.next_attempt_at = None
+    event.held_until = None
+    db.session.commit()
+    return None
 
 
 class DeliveryFailed(Exception):

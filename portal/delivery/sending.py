@@ -1,0 +1,193 @@
+"""Sending texts: a job claims the texts it was given (`outbox.claim`), lets pacing hold back
+those whose phone may not get one yet, sends the rest in parallel, and marks each sent (by
+which gateway, with its id) or failed, in one commit.
+
+Every attempt at a text carries the same message id (`OutId`, `SessionContext`,
+`Idempotency-Key`: the `SmsMessage` id), so a gateway that dedupes drops a repeat.
+"""
+
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+from rq import Retry
+from sqlalchemy.orm import joinedload
+
+from portal import monitoring
+from portal.clock import utcnow
+from portal.delivery import outbox, pacing, reroute
+from portal.delivery.gateways import Accepted, TimedOut
+from portal.delivery.texts import text_for
+from portal.extensions import db
+from portal.models import Filing, MessageStatus, Province, SmsMessage
+
+log = logging.getLogger(__name__)
+
+# A batch's texts are sent over keep-alive connections, `SEND_THREADS` at a time (a real
+# gateway answers in tens of milliseconds: sending one by one would wait on it).
+SEND_THREADS = 16
+
+
+def send_texts(message_ids: list[int]) -> list[tuple[int, int]]:
+    """One claim, the sends in parallel, one commit; returns (id, attempts) of each text that
+    failed and has an attempt left.
+
+    A text already sent or held by another job (a duplicate job, a relay) is not claimed. A text
+    over its phone's pacing limits waits (`_wait`). The first text sent for a filing starts its
+    clock. A text whose gateway did not answer in time counts as sent (it may have arrived):
+    `reroute` decides whether it goes elsewhere.
+    """
+    claimed = _load(outbox.claim(SmsMessage, message_ids, utcnow()))
+    if not claimed:
+        return []
+    ready, waiting = pacing.plan(claimed, utcnow())
+    for message, slot in waiting:
+        _wait(message, slot)
+    provinces = {p.slug: p for p in db.session.scalars(sa.select(Province))}
+    outcomes = _send_all(ready, provinces) if ready else []
+    sent = [(message, outcome) for message, outcome in outcomes if _handed_over(outcome)]
+    _mark_sent(sent, utcnow(), provinces)
+    retries = [
+        (message.id, message.attempts)
+        for message, outcome in outcomes
+        if not _handed_over(outcome) and _fail(message, outcome, utcnow())
+    ]
+    db.session.commit()
+    _queue_when_due(waiting)
+    return retries
+
+
+def queue_retry(message_id: int, attempts: int) -> None:
+    """The text's next attempt as a job of its own, with RQ retries for the ones after."""
+    left = outbox.SMS_RETRY_DELAYS[attempts:]
+    delay = outbox.SMS_RETRY_DELAYS[attempts - 1]
+    retry = Retry(max=len(left), interval=list(left)) if left else None
+    # A delay of 0 (as RQ retries with an interval of 0): queued again at once.
+    when = utcnow() + timedelta(seconds=delay) if delay else None
+    outbox.queue_at(when, "deliver_sms", SmsMessage, message_id, retry)
+
+
+def _load(message_ids: list[int]) -> list[SmsMessage]:
+    if not message_ids:
+        return []
+    return list(
+        db.session.scalars(
+            sa.select(SmsMessage)
+            .where(SmsMessage.id.in_(message_ids))
+            .options(joinedload(SmsMessage.verification))
+            .execution_options(populate_existing=True)
+        ).unique()
+    )
+
+
+def _wait(message: SmsMessage, slot: datetime) -> None:
+    """Leave the text queued until pacing lets it go; the wait is not an attempt."""
+    message.attempts -= 1
+    message.held_until = None
+    message.next_attempt_at = slot
+    message.paced_until = slot
+
+
+def _queue_when_due(waiting: list[tuple[SmsMessage, datetime]]) -> None:
+    """Texts that wait, as RQ jobs delayed until each may go; in-process, the relay sends them
+    when due (nothing sleeps)."""
+    by_slot: dict[datetime, list[int]] = {}
+    for message, slot in waiting:
+        by_slot.setdefault(slot, []).append(message.id)
+    for slot, message_ids in by_slot.items():
+        outbox.queue_at(slot, "deliver_sms_batch", SmsMessage, message_ids, outbox.batch_retry())
+
+
+def _handed_over(outcome: Accepted | Exception) -> bool:
+    return isinstance(outcome, Accepted | TimedOut)
+
+
+def _send_all(
+    messages: list[SmsMessage], provinces: dict[str, Province]
+) -> list[tuple[SmsMessage, Accepted | Exception]]:
+    """Each text's outcome; the texts are written here, the sending runs on threads."""
+    base_url = current_app.config["PUBLIC_BASE_URL"]
+    gateway = current_app.extensions["sms"]
+    texts = [
+        text_for(message, provinces[message.verification.province_slug], base_url)
+        for message in messages
+    ]
+
+    def send(text) -> Accepted | Exception:
+        try:
+            return gateway.send(text)
+        except Exception as error:
+            return error
+
+    outcomes = map(send, texts) if len(texts) == 1 else _senders().map(send, texts)
+    return list(zip(messages, outcomes, strict=True))
+
+
+@functools.cache
+def _senders() -> ThreadPoolExecutor:
+    """The process's sending threads, kept between jobs (made in the process that sends: a
+    forking worker makes its own in each job's child)."""
+    return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="sms-send")
+
+
+def _mark_sent(
+    sent: list[tuple[SmsMessage, Accepted | TimedOut]],
+    sent_at: datetime,
+    provinces: dict[str, Province],
+) -> None:
+    """Sent, by which gateway and with its id (none after a timeout): one statement."""
+    if not sent:
+        return
+    table = SmsMessage.__table__
+    db.session.execute(
+        table.update()
+        .where(table.c.id == sa.bindparam("message_id"))
+        .values(
+            status=MessageStatus.SENT,
+            sent_at=sent_at,
+            next_attempt_at=None,
+            held_until=None,
+            gateway=sa.bindparam("sent_via"),
+            gateway_message_id=sa.bindparam("sent_as"),
+            reroute_at=sa.bindparam("unconfirmed_until", type_=table.c.reroute_at.type),
+        ),
+        [
+            {
+                "message_id": message.id,
+                "sent_via": outcome.gateway,
+                "sent_as": outcome.gateway_id if isinstance(outcome, Accepted) else None,
+                "unconfirmed_until": reroute.unless_confirmed_by(outcome, sent_at),
+            }
+            for message, outcome in sent
+        ],
+    )
+    monitoring.SMS_SENT.inc(len(sent))
+    by_validity: dict[int, list[str]] = {}
+    for message, _outcome in sent:
+        verification = message.verification
+        hours = provinces[verification.province_slug].code_validity_hours
+        by_validity.setdefault(hours, []).append(verification.filing_id)
+    for hours, filing_ids in by_validity.items():
+        db.session.execute(
+            sa.update(Filing)
+            .where(Filing.id.in_(filing_ids), Filing.deadline.is_(None))
+            .values(deadline=sent_at + timedelta(hours=hours))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
+    """Record a failed attempt; true when another is left."""
+    message.last_error = f"{type(error).__name__}: {error}"[:500]
+    retry = outbox.schedule_retry(message, outbox.SMS_RETRY_DELAYS, now)
+    if not retry:
+        message.status = MessageStatus.FAILED
+    (monitoring.SMS_RETRIED if retry else monitoring.SMS_FAILED).inc()
+    log.warning(
+        "text %s not sent (attempt %d, %s): %s",
+        message.id, message.attempts, "retried later" if retry else "given up", message.last_error,
+    )  # fmt: skip
+    return retry
