@@ -20,13 +20,13 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from sqlalchemy.orm import joinedload
 
-from portal import monitoring, queues, webhooks
+from portal import deadlines, monitoring, queues, webhooks
 from portal.clock import utcnow
 from portal.delivery import pacing, reroute
 from portal.delivery.gateways import Accepted, TimedOut
 from portal.delivery.texts import text_for
 from portal.extensions import db
-from portal.models import Event, Filing, MessageStatus, Province, SmsMessage
+from portal.models import Event, MessageStatus, Province, SmsMessage
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,9 @@ def _send_texts(message_ids: list[int]) -> list[SmsMessage]:
 
     The claim is one `UPDATE … WHERE status = 'queued' RETURNING`: it takes every text still to
     send, so a text already sent (a duplicate job, a relay) is never sent again. A text over its
-    phone's pacing limits waits (`_wait`). The first text sent for a filing starts its clock. A
-    text whose gateway did not answer in time counts as sent (it may have arrived): `reroute`
+    phone's pacing limits waits (`_wait`). A code's first text sent starts its validity, a
+    code none of whose texts could be sent runs from acceptance (portal/deadlines.py). A text
+    whose gateway did not answer in time counts as sent (it may have arrived): `reroute`
     decides whether it goes elsewhere.
     """
     claimed = _claim_texts(message_ids, utcnow())
@@ -331,18 +332,7 @@ def _mark_sent(
         ],
     )
     monitoring.SMS_SENT.inc(len(sent))
-    by_validity: dict[int, list[str]] = {}
-    for message, _outcome in sent:
-        verification = message.verification
-        hours = provinces[verification.province_slug].code_validity_hours
-        by_validity.setdefault(hours, []).append(verification.filing_id)
-    for hours, filing_ids in by_validity.items():
-        db.session.execute(
-            sa.update(Filing)
-            .where(Filing.id.in_(filing_ids), Filing.deadline.is_(None))
-            .values(deadline=sent_at + timedelta(hours=hours))
-            .execution_options(synchronize_session=False)
-        )
+    deadlines.start([message.verification for message, _outcome in sent], sent_at, provinces)
 
 
 def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
@@ -351,6 +341,7 @@ def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
     retry = _schedule_retry(message, SMS_RETRY_DELAYS, now)
     if not retry:
         message.status = MessageStatus.FAILED
+        deadlines.give_up(message)
     (monitoring.SMS_RETRIED if retry else monitoring.SMS_FAILED).inc()
     log.warning(
         "text %s not sent (attempt %d, %s): %s",

@@ -210,6 +210,9 @@ class Verification(TenantOwned, db.Model):
     noon_resend_at: Mapped[datetime] = mapped_column(UTCDateTime)
     noon_resent: Mapped[bool] = mapped_column(default=False)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the code stops being valid: set by its first sending, or from the filing's
+    # acceptance if none of its texts could be sent (portal/deadlines.py).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The keyed digest of the personal link's token (portal/personal_links.py).
     link_digest: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 
