@@ -316,12 +316,6 @@ def _stored_content(data: FilingIn) -> tuple[dict, dict]:
     return content, principals
 
 
-def awaits_codes(filing: Filing, now: datetime) -> bool:
-    """Pending verification and inside its deadline, whatever the sweeps have done."""
-    in_time = filing.deadline is None or now < filing.deadline
-    return filing.status == FilingStatus.PENDING_VERIFICATION and in_time
-
-
 def lock(filing_id: str) -> Filing:
     """The filing, its row locked until commit: status changes of one filing never interleave."""
     return db.session.scalars(

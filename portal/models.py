@@ -135,7 +135,15 @@ class Filing(TenantOwned, db.Model):
     __tablename__ = "filings"
     __table_args__ = (
         sa.UniqueConstraint("provider_id", "reference"),
-        sa.Index("ix_filings_status_deadline", "status", "deadline"),
+        # The expiry sweep's (and the console's) filings still awaiting codes, by deadline.
+        # Partial, without `status` as a key: a filing the sweep returns is written into one
+        # index fewer, and the index holds only the pending ones.
+        sa.Index(
+            "ix_filings_pending_deadline",
+            "deadline",
+            sqlite_where=sa.text("status = 'pending_verification'"),
+            postgresql_where=sa.text("status = 'pending_verification'"),
+        ),
         sa.Index("ix_filings_province_created", "province_slug", "created_at"),
         sa.Index(
             "ix_filings_final_unerased",
@@ -179,7 +187,13 @@ class Verification(TenantOwned, db.Model):
     __tablename__ = "verifications"
     __table_args__ = (
         sa.Index("ix_verifications_lookup", "province_slug", "phone_digest", "code_digest"),
-        sa.Index("ix_verifications_status_noon", "status", "noon_resend_at"),
+        # The noon resend's pending codes; partial for the same reason as the filings' one.
+        sa.Index(
+            "ix_verifications_pending_noon",
+            "noon_resend_at",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
         # Pacing counts the texts sent to a phone by its digest.
         sa.Index("ix_verifications_phone_digest", "phone_digest"),
         sa.Index(
@@ -210,6 +224,9 @@ class Verification(TenantOwned, db.Model):
     noon_resend_at: Mapped[datetime] = mapped_column(UTCDateTime)
     noon_resent: Mapped[bool] = mapped_column(default=False)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the code stops being valid: set by its first sending, or from the filing's
+    # acceptance if none of its texts could be sent (portal/deadlines.py).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The keyed digest of the personal link's token (portal/personal_links.py).
     link_digest: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 

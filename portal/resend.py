@@ -8,9 +8,10 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from portal import deadlines
 from portal.delivery import pacing
 from portal.extensions import db
-from portal.filings import awaits_codes, send_codes
+from portal.filings import send_codes
 from portal.messages import Outcome
 from portal.models import (
     MessageKind,
@@ -46,7 +47,7 @@ def resend_verification(verification: Verification, province: Province, now: dat
     Used by the public resend page and by an admin; both count against the limit. A resend
     that would be over the phone's daily pacing limit is refused as over the limit, uncounted.
     """
-    if not awaits_codes(verification.filing, now):
+    if not deadlines.code_is_live(verification.filing, verification, now):
         return Outcome.RESEND_NOTHING_PENDING
     if pacing.daily_cap_reached(verification.phone_digest, now):
         return Outcome.RESEND_LIMIT_REACHED

@@ -12,9 +12,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import personal_links
+from portal import deadlines, personal_links
 from portal.extensions import db
-from portal.filings import awaits_codes, change_status, lock
+from portal.filings import change_status, lock
 from portal.messages import Outcome
 from portal.models import (
     Filing,
@@ -63,7 +63,7 @@ def live_link(province: str, token: str, now: datetime) -> Verification | None:
             Verification.status == VerificationStatus.PENDING,
         )
     )
-    if candidate is None or not awaits_codes(candidate.filing, now):
+    if candidate is None or not deadlines.code_is_live(candidate.filing, candidate, now):
         return None
     return candidate
 
@@ -87,7 +87,7 @@ def _check(candidate: Verification, id_last6: str, now: datetime) -> VerifyResul
     if candidate.status == VerificationStatus.VERIFIED:
         return VerifyResult(Outcome.ALREADY_VERIFIED if id_matches else Outcome.NOT_FOUND)
     filing = lock(candidate.filing_id)
-    if not awaits_codes(filing, now):
+    if not deadlines.code_is_live(filing, candidate, now):
         return VerifyResult(Outcome.NOT_FOUND)
     if not id_matches:
         return _count_wrong_id(candidate, filing, now)
@@ -143,6 +143,7 @@ def _mark_verified(candidate: Verification, filing: Filing, now: datetime) -> Ve
         .order_by(Verification.id)
     ).all()
     if still_pending:
+        deadlines.refresh([filing.id])
         return VerifyResult(Outcome.VERIFIED_OTHERS_PENDING, tuple(still_pending))
     change_status(filing, FilingStatus.UNDER_REVIEW, now)
     return VerifyResult(Outcome.ALL_VERIFIED)

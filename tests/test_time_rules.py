@@ -164,7 +164,10 @@ def test_expiry_sweep_is_idempotent(submitted_at):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == 1
 
 
-def test_a_filing_whose_code_was_never_sent_does_not_expire(submitted_at, monkeypatch, app):
+def test_a_filing_whose_texts_are_still_retried_does_not_expire(submitted_at, monkeypatch, app):
+    """Its deadline starts with a text sent, or once every text has failed for good
+    (tests/test_code_validity.py); while a retry is left, none."""
+
     class Down:
         def send(self, text):
             raise ConnectionError("gateway down")
@@ -236,7 +239,7 @@ def test_resend_page_checks_the_captcha(submitted_at, client):
 
 
 def test_deadline_is_not_moved_by_a_later_text(submitted_at, clock):
-    """Only the first text sent starts the clock; later ones leave the deadline alone."""
+    """Only a code's first text sent starts its clock; later ones leave the deadline alone."""
     filing = submitted_at(shanghai(2, 14))
     assert filing.deadline == shanghai(3, 14)
     clock.now = shanghai(2, 20)

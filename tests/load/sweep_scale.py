@@ -120,11 +120,33 @@ def _time_event_writing() -> list[float]:
     return spent
 
 
+def _explain_each_statement() -> None:
+    """Print each statement's plan as run, with its rows, buffers and duration (`auto_explain`
+    with ANALYZE but no per-node timing, which would slow the statements it measures)."""
+    connection = db.session.connection()
+    connection.connection.driver_connection.add_notice_handler(
+        lambda notice: print(notice.message_primary, flush=True)
+    )
+    for setting in (
+        "LOAD 'auto_explain'",
+        "SET client_min_messages = log",
+        "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_analyze = on",
+        "SET auto_explain.log_buffers = on",
+        "SET auto_explain.log_timing = off",
+        "SET auto_explain.log_wal = on",
+    ):
+        connection.exec_driver_sql(setting)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--expired", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument(
+        "--explain", action="store_true", help="print the sweep's plans, rows and buffers"
+    )
     postgres.add_option(parser)
     args = parser.parse_args()
     Redis.from_url(REDIS_URL).flushdb()
@@ -158,6 +180,8 @@ def measure(args, url: str) -> None:
             flush=True,
         )
         writing = _time_event_writing()
+        if args.explain:
+            _explain_each_statement()
         started = time.perf_counter()
         returned = sweeps.expire(utcnow())
         statements = time.perf_counter() - started
