@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from portal import jobs, sweeps
+from portal import sweeps
 from portal.clock import SHANGHAI
+from portal.delivery import outbox, relay
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Filing, MessageStatus, Province, SmsMessage, Verification
@@ -70,7 +71,7 @@ def filing_of(filing_id: str) -> Filing:
 
 def attempt(phone: str, codes: dict[str, str], now: datetime) -> Outcome:
     outcome = verify("tianjin", phone, codes[phone], ID_LAST6[phone], now).outcome
-    jobs.commit()
+    db.session.commit()
     return outcome
 
 
@@ -83,7 +84,7 @@ def sent_an_hour_apart(clock, gateway, submit_filing, sent_codes):
     filing_id = submit_filing()["id"]
     gateway.down = set()
     clock.now = ACCEPTED + timedelta(hours=1)
-    jobs.relay(clock.now)
+    relay.relay(clock.now)
     assert set(sent_codes()) == {FIRST, SECOND}
     return filing_id, sent_codes()
 
@@ -119,7 +120,7 @@ def test_the_filing_is_returned_when_the_first_code_it_still_needs_expires(sent_
 
     assert sweeps.expire(ACCEPTED + timedelta(hours=24) - timedelta(seconds=1)) == []
     assert sweeps.expire(ACCEPTED + timedelta(hours=24)) == [filing_id]
-    jobs.commit()
+    db.session.commit()
     filing = filing_of(filing_id)
     assert (filing.status, filing.return_reason) == ("returned", "expired")
     statuses = {v.status for v in filing.verifications}
@@ -144,7 +145,7 @@ def test_resend_moves_neither_a_code_nor_the_filing(sent_an_hour_apart, clock):
     tianjin = db.session.get(Province, "tianjin")
     for phone in (FIRST, SECOND):
         assert resend(tianjin, phone, ID_LAST6[phone], clock.now) is Outcome.RESEND_SENT
-        jobs.commit()
+        db.session.commit()
     assert expiry(FIRST) == ACCEPTED + timedelta(hours=24)
     assert expiry(SECOND) == ACCEPTED + timedelta(hours=25)
     assert filing_of(filing_id).deadline == ACCEPTED + timedelta(hours=24)
@@ -152,9 +153,9 @@ def test_resend_moves_neither_a_code_nor_the_filing(sent_an_hour_apart, clock):
 
 def give_up_every_text(clock, monkeypatch) -> None:
     """The relay tries each text still queued until its last attempt has failed."""
-    monkeypatch.setattr(jobs, "SMS_RETRY_DELAYS", (0,) * len(jobs.SMS_RETRY_DELAYS))
-    for _ in range(jobs.SMS_MAX_ATTEMPTS):
-        jobs.relay(clock.now)
+    monkeypatch.setattr(outbox, "SMS_RETRY_DELAYS", (0,) * len(outbox.SMS_RETRY_DELAYS))
+    for _ in range(outbox.SMS_MAX_ATTEMPTS):
+        relay.relay(clock.now)
 
 
 def test_a_filing_none_of_whose_texts_could_be_sent_is_returned_from_acceptance(
@@ -173,7 +174,7 @@ def test_a_filing_none_of_whose_texts_could_be_sent_is_returned_from_acceptance(
     assert filing_of(filing_id).deadline == ACCEPTED + timedelta(hours=24)
 
     assert sweeps.expire(ACCEPTED + timedelta(hours=24)) == [filing_id]
-    jobs.commit()
+    db.session.commit()
     filing = filing_of(filing_id)
     assert (filing.status, filing.return_reason) == ("returned", "expired")
     (posted,) = receiver.requests

@@ -1,7 +1,7 @@
 """validity per code: each verification's own expiry (SPEC §4, portal/deadlines.py)
 
 Revision ID: validity
-Revises: pacing
+Revises: outbox
 Create Date: 2026-12-01 10:30:00
 
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "validity"
-down_revision = "pacing"
+down_revision = "outbox"
 branch_labels = None
 depends_on = None
 

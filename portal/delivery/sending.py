@@ -16,13 +16,13 @@ from flask import current_app
 from rq import Retry
 from sqlalchemy.orm import joinedload
 
-from portal import monitoring
+from portal import deadlines, monitoring
 from portal.clock import utcnow
 from portal.delivery import outbox, pacing, reroute
 from portal.delivery.gateways import Accepted, TimedOut
 from portal.delivery.texts import text_for
 from portal.extensions import db
-from portal.models import Filing, MessageStatus, Province, SmsMessage
+from portal.models import MessageStatus, Province, SmsMessage
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def send_texts(message_ids: list[int]) -> list[tuple[int, int]]:
     failed and has an attempt left.
 
     A text already sent or held by another job (a duplicate job, a relay) is not claimed. A text
-    over its phone's pacing limits waits (`_wait`). The first text sent for a filing starts its
-    clock. A text whose gateway did not answer in time counts as sent (it may have arrived):
+    over its phone's pacing limits waits (`_wait`). A code's first text sent starts its validity;
+    a code none of whose texts could be sent runs from acceptance (portal/deadlines.py). A text whose gateway did not answer in time counts as sent (it may have arrived):
     `reroute` decides whether it goes elsewhere.
     """
     claimed = _load(outbox.claim(SmsMessage, message_ids, utcnow()))
@@ -165,18 +165,7 @@ def _mark_sent(
         ],
     )
     monitoring.SMS_SENT.inc(len(sent))
-    by_validity: dict[int, list[str]] = {}
-    for message, _outcome in sent:
-        verification = message.verification
-        hours = provinces[verification.province_slug].code_validity_hours
-        by_validity.setdefault(hours, []).append(verification.filing_id)
-    for hours, filing_ids in by_validity.items():
-        db.session.execute(
-            sa.update(Filing)
-            .where(Filing.id.in_(filing_ids), Filing.deadline.is_(None))
-            .values(deadline=sent_at + timedelta(hours=hours))
-            .execution_options(synchronize_session=False)
-        )
+    deadlines.start([message.verification for message, _outcome in sent], sent_at, provinces)
 
 
 def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
@@ -185,6 +174,7 @@ def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
     retry = outbox.schedule_retry(message, outbox.SMS_RETRY_DELAYS, now)
     if not retry:
         message.status = MessageStatus.FAILED
+        deadlines.give_up(message)
     (monitoring.SMS_RETRIED if retry else monitoring.SMS_FAILED).inc()
     log.warning(
         "text %s not sent (attempt %d, %s): %s",
