@@ -11,6 +11,7 @@ import ast
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -215,7 +216,7 @@ def start_worker_group(env, log_path: Path) -> subprocess.Popen:
     child_env = {**os.environ, **env, "RATELIMIT_ENABLED": "false", "CAPTCHA_TEST_ANSWER": ""}
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [".venv/bin/flask", "--app", "wsgi", "worker"],
+            [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
             cwd=ROOT,
             env=child_env,
             stdout=log,
