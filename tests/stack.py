@@ -43,7 +43,7 @@ BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 30
 PORTAL_PORTS = range(8300, 8400)
 REDIS_PORTS = range(6410, 6420)
-# name → the `flask` arguments of the stack's workers and cron.
+# name → the `flask` arguments of the stack's workers and cron: docs/deploy.md's layout.
 BACKGROUND = {
     "worker-sms": ["worker", "--queues", "sms"],
     "worker-all": ["worker"],
@@ -117,6 +117,7 @@ class Stack:
     redis: RedisServer
     gateway: Endpoint
     receiver: Endpoint
+    background: dict[str, list[str]] = field(default_factory=lambda: BACKGROUND)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def log(self, name: str) -> Path:
@@ -124,7 +125,7 @@ class Stack:
 
     def start(self, name: str) -> None:
         """Start a worker or the cron (again, after it was killed: a supervisor's restart)."""
-        self.processes[name] = start_flask(self.env, BACKGROUND[name], self.log(name))
+        self.processes[name] = start_flask(self.env, self.background[name], self.log(name))
 
     def running(self, name: str) -> bool:
         return self.processes[name].poll() is None
@@ -233,7 +234,11 @@ def stack_env(
 
 
 @contextmanager
-def production_stack(folder: Path, database_url: str) -> Iterator[Stack]:
+def production_stack(
+    folder: Path, database_url: str, background: dict[str, list[str]] = BACKGROUND
+) -> Iterator[Stack]:
+    """The stack on that (empty) database, its workers and cron as `background` says."""
+    folder.mkdir(parents=True, exist_ok=True)
     with ExitStack() as cleanup:
         gateway = cleanup.enter_context(Endpoint(path="/sms"))
         receiver = cleanup.enter_context(Endpoint(path="/hook"))
@@ -242,19 +247,21 @@ def production_stack(folder: Path, database_url: str) -> Iterator[Stack]:
         cleanup.callback(redis.stop)
         port = free_port(PORTAL_PORTS)
         env = stack_env(database_url, redis, gateway, port, folder / "metrics")
-        stack = Stack(folder, env, f"http://127.0.0.1:{port}", "", redis, gateway, receiver)
+        base_url = f"http://127.0.0.1:{port}"
+        stack = Stack(folder, env, base_url, "", redis, gateway, receiver, background)
         stack.api_key = _prepare_database(env, receiver.url)
         web_env = dict(env)
         command = gunicorn("wsgi:app", port, web_env)
         stack.processes["gunicorn"] = cleanup.enter_context(
             started(command, web_env, stack.log("gunicorn"))
         )
-        for name in BACKGROUND:
+        for name in background:
             stack.start(name)
             cleanup.callback(lambda name=name: stopped(stack.processes[name]))
         wait_for(lambda: answers(f"{stack.base_url}/readyz"), "gunicorn", stack.log("gunicorn"))
-        workers = lambda: len(Worker.all(connection=stack.redis_client())) == 2  # noqa: E731
-        wait_for(workers, "the two workers", stack.log("worker-all"))
+        workers = [name for name, arguments in background.items() if arguments[0] == "worker"]
+        registered = lambda: len(Worker.all(connection=stack.redis_client())) == len(workers)  # noqa: E731
+        wait_for(registered, "the workers", stack.log(workers[0]))
         yield stack
 
 
