@@ -41,8 +41,11 @@ from tests.servers import Endpoint, RedisServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 30
-PORTAL_PORTS = range(8300, 8400)
-REDIS_PORTS = range(6410, 6420)
+# Each pytest-xdist worker (up to five) picks ports from a part of these ranges of its own, so
+# two stacks starting at once never take the same one.
+_SLOT = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % 5
+PORTAL_PORTS = range(8300 + 20 * _SLOT, 8320 + 20 * _SLOT)
+REDIS_PORTS = range(6410 + 2 * _SLOT, 6412 + 2 * _SLOT)
 # name → the `flask` arguments of the stack's workers and cron: docs/deploy.md's layout.
 BACKGROUND = {
     "worker-sms": ["worker", "--queues", "sms"],

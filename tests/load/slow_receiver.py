@@ -74,6 +74,7 @@ def measured(stack: Stack, args, label: str, receiver_seconds: float) -> dict:
 def run(args, database_url: str) -> None:
     work = Path(os.environ.get("BENCH_WORKDIR") or ROOT / "instance" / "bench-slow-receiver")
     slow = f"{args.receiver_seconds:g} s"
+    args.load_before = os.getloadavg()[0]
     results = {}
     with production_stack(work / "deploy", database_url) as stack:
         for label, seconds in (("answers at once", 0.0), (slow, args.receiver_seconds)):
@@ -94,7 +95,7 @@ def write_report(out: Path, args, results: dict[str, dict]) -> None:
     lines = [
         BEGIN,
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores"
-        f" (load average before the run {os.getloadavg()[0]:.1f}), by `.venv/bin/python -m"
+        f" (load average before the run {args.load_before:.1f}), by `.venv/bin/python -m"
         f" tests.load.slow_receiver --rate {args.rate} --seconds {args.seconds} --events"
         f" {args.events:g}`: {args.events:g} filings verified a second during each run (their"
         " status changes posted to the receiver); a worker on `sms` and one on all three queues,"
