@@ -2,8 +2,9 @@
 a Redis of the test's own.
 
 The endpoint listens on 127.0.0.1 on a free port, records every request as received
-(headers and raw body) and answers each from a scripted list of status codes, then with
-`then` once the list is used up, after `delay` seconds (a slow receiver). Given a TLS context, it speaks https.
+(headers, raw body and the time it arrived) and answers each from a scripted list of status
+codes, then with `then` once the list is used up, after `delay` seconds (a slow receiver; the
+test may change it while the endpoint runs). Given a TLS context, it speaks https.
 """
 
 import json
@@ -34,6 +35,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    # time.time() when the request arrived, before the endpoint's delay.
+    at: float
 
     def json(self):
         return json.loads(self.body)
@@ -51,7 +54,7 @@ class Endpoint:
         delay: float = 0.0,
     ):
         self.path = path
-        self._delay = delay
+        self.delay = delay
         self._scheme = "https" if tls else "http"
         self._script = list(statuses)
         self._then = then
@@ -84,7 +87,7 @@ class Endpoint:
     def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
         with self._lock:
             status = self._script.pop(0) if self._script else self._then
-            self._received.append(Received(method, path, headers, body, status))
+            self._received.append(Received(method, path, headers, body, status, time.time()))
         return status
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -94,10 +97,13 @@ class Endpoint:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = endpoint._answer("POST", self.path, dict(self.headers), body)
-                time.sleep(endpoint._delay)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                time.sleep(endpoint.delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the client gave up waiting (a time-out) or was killed
 
             def log_message(self, *args):
                 pass
@@ -107,12 +113,10 @@ class Endpoint:
 
 class RedisServer:
     """A `redis-server` of the test's own on a free port, without persistence: a restart
-    comes back empty, as a crashed Redis without AOF would."""
+    comes back empty, as a crashed Redis without AOF would. On `port`, or a free one."""
 
-    def __init__(self, folder: Path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+    def __init__(self, folder: Path, port: int | None = None):
+        self.port = port or free_port()
         self.folder = folder
         self.process: subprocess.Popen | None = None
 
@@ -142,6 +146,18 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+
+def free_port(candidates: Iterable[int] = (0,)) -> int:
+    """The first of `candidates` nobody listens on (0: one the system picks)."""
+    for candidate in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise RuntimeError(f"no free port among {candidates}")
 
 
 def server_tls(name: str, directory: Path) -> tuple[ssl.SSLContext, Path]:

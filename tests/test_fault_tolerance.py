@@ -10,8 +10,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -44,9 +42,7 @@ from tests.factories import (
     queues_on,
 )
 from tests.servers import RedisServer
-
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP_SECONDS = 30
+from tests.stack import STARTUP_SECONDS, start_flask
 
 
 @pytest.fixture(params=["postgresql"])
@@ -196,18 +192,6 @@ def immediate_retries(monkeypatch) -> None:
     monkeypatch.setattr(outbox, "SMS_RETRY_DELAYS", zeros)
 
 
-def start_worker(env, log_path: Path) -> subprocess.Popen:
-    worker_env = {**os.environ, **env, "RATELIMIT_ENABLED": "false", "CAPTCHA_TEST_ANSWER": ""}
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--burst"],
-            cwd=ROOT,
-            env=worker_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def test_a_worker_killed_while_sending_is_made_good_by_the_relay(
     on_own_redis, blocking_gateway, immediate_retries, app, client, provider, env, tmp_path
 ):
@@ -220,7 +204,7 @@ def test_a_worker_killed_while_sending_is_made_good_by_the_relay(
     submit(client, provider[1], body)
     (job_id,) = queue.job_ids
 
-    worker = start_worker(env, tmp_path / "worker.log")
+    worker = start_flask(env, ["worker", "--burst"], tmp_path / "worker.log")
     try:
         arrived = blocking_gateway.arrived.wait(STARTUP_SECONDS)
         assert arrived, (tmp_path / "worker.log").read_text(errors="replace")

@@ -6,12 +6,6 @@ takes it before the events still waiting. The cron runs as a subprocess against 
 the test's own, stopped while it runs.
 """
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 from redis import Redis
@@ -24,38 +18,12 @@ from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification, WebhookDelivery
 from tests.factories import ID_B, new_filing_body, principal
 from tests.servers import Endpoint, RedisServer
+from tests.stack import STARTUP_SECONDS, start_flask, stopped, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP_SECONDS = 30
 SLOW_EVENTS = 8
 RECEIVER_DELAY_SECONDS = 1.0
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
-
-
-def start_flask(env, arguments: list[str], log_path: Path) -> subprocess.Popen:
-    child_env = {**os.environ, **env, "RATELIMIT_ENABLED": "false", "CAPTCHA_TEST_ANSWER": ""}
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", *arguments],
-            cwd=ROOT,
-            env=child_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_for(condition, what: str, log_path: Path, limit: float = STARTUP_SECONDS) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}:\n{log_path.read_text(errors='replace')}"
-        time.sleep(0.05)
-
-
-def stopped(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

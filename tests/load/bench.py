@@ -15,14 +15,13 @@ import csv
 import json
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
@@ -32,6 +31,7 @@ from redis import Redis
 from tests.load import postgres
 from tests.load.data import filing_body
 from tests.load.gateway import ARRIVALS
+from tests.stack import answers, gunicorn, started, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -63,48 +63,6 @@ def stack_env(database_url: str, metrics_dir: Path) -> dict[str, str]:
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "LOG_FORMAT": "json",
     }
-
-
-@contextmanager
-def started(command: list[str], env: dict[str, str], log: Path):
-    """A process of ours, in a session of its own; stopped (and its children) at the end."""
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def gunicorn(app: str, port: int, env: dict[str, str]) -> list[str]:
-    env["PORT"], env["HOST"] = str(port), "127.0.0.1"
-    return [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), app]
-
-
-def wait_for(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
 def seed(env: dict[str, str]) -> dict[str, str]:
@@ -160,16 +118,14 @@ def fill_captcha_pool(base: str, size: int, seconds: float = 30) -> None:
             requests.get(f"{base}/tianjin/verify", timeout=10)
 
 
-def sms_latency(base: str, api_key: str, database_url: str, rate: int, seconds: int) -> dict:
-    """Filings through the API at `rate` a second for `seconds`; for each of their texts, the
-    time from its acceptance (the intake's clock, a few ms before the 201) to the gateway."""
-    redis = Redis.from_url(REDIS_URL)
-    redis.delete(ARRIVALS)
+def submit_at_rate(base: str, api_key: str, rate: int, seconds: int) -> dict:
+    """Filings through the API at `rate` a second for `seconds`: when it began (epoch), the
+    rate offered, how many were accepted (201) and refused."""
     local = threading.local()
-    started = time.time()
+    began = time.time()
 
     def submit(index: int) -> int:
-        time.sleep(max(0.0, started + index / rate - time.time()))
+        time.sleep(max(0.0, began + index / rate - time.time()))
         if not hasattr(local, "session"):
             local.session = requests.Session()
             local.session.headers["Authorization"] = f"Bearer {api_key}"
@@ -178,15 +134,47 @@ def sms_latency(base: str, api_key: str, database_url: str, rate: int, seconds: 
 
     with ThreadPoolExecutor(max_workers=32) as pool:
         statuses = list(pool.map(submit, range(rate * seconds)))
-    offered = time.time() - started
+    return {
+        "began": began,
+        "rate": rate,
+        "seconds": seconds,
+        "offered": len(statuses) / (time.time() - began),
+        "accepted": statuses.count(201),
+        "refused": len(statuses) - statuses.count(201),
+    }
+
+
+def accepted_since(database_url: str, began: float) -> dict[str, float]:
+    """message id → when the intake accepted it (its clock), for the first texts since `began`."""
     with psycopg.connect(database_url) as connection:
-        accepted = dict(
+        return dict(
             connection.execute(
                 "SELECT 'sms-' || id, extract(epoch FROM created_at) FROM sms_messages"
                 " WHERE kind = 'initial' AND created_at >= to_timestamp(%s) AT TIME ZONE 'UTC'",
-                (started,),
+                (began,),
             ).fetchall()
         )
+
+
+def latency(accepted: dict[str, float], arrived: dict[str, float]) -> dict:
+    """From acceptance to the gateway, over the texts that arrived."""
+    times = sorted(arrived[key] - float(accepted[key]) for key in accepted if key in arrived)
+    return {
+        "texts": len(accepted),
+        "arrived": len(times),
+        "p50": statistics.median(times) if times else 0,
+        "p99": times[int(len(times) * 0.99)] if times else 0,
+        "max": times[-1] if times else 0,
+    }
+
+
+def sms_latency(base: str, api_key: str, database_url: str, rate: int, seconds: int) -> dict:
+    """Filings through the API at `rate` a second for `seconds`; for each of their texts, the
+    time from its acceptance (the intake's clock, a few ms before the 201) to the gateway."""
+    redis = Redis.from_url(REDIS_URL)
+    redis.delete(ARRIVALS)
+    submitted = submit_at_rate(base, api_key, rate, seconds)
+    accepted = accepted_since(database_url, submitted["began"])
     arrived: dict[str, float] = {}
     deadline = time.monotonic() + 60
     while len(arrived) < len(accepted) and time.monotonic() < deadline:
@@ -194,19 +182,7 @@ def sms_latency(base: str, api_key: str, database_url: str, rate: int, seconds: 
         for entry in redis.lrange(ARRIVALS, 0, -1):
             message_id, at = entry.decode().split()
             arrived.setdefault(message_id, float(at))
-    latencies = sorted(arrived[key] - float(accepted[key]) for key in accepted if key in arrived)
-    return {
-        "rate": rate,
-        "seconds": seconds,
-        "offered": len(statuses) / offered,
-        "accepted": statuses.count(201),
-        "refused": len(statuses) - statuses.count(201),
-        "texts": len(accepted),
-        "arrived": len(latencies),
-        "p50": statistics.median(latencies) if latencies else 0,
-        "p99": latencies[int(len(latencies) * 0.99)] if latencies else 0,
-        "max": latencies[-1] if latencies else 0,
-    }
+    return {**submitted, **latency(accepted, arrived)}
 
 
 def locust(
@@ -287,8 +263,8 @@ def run(args, database_url: str) -> None:
             started(gunicorn("tests.load.hello:app", HELLO_PORT, hello_env), hello_env,
                     work / "hello.log")
         )  # fmt: skip
-        wait_for(f"{portal}/readyz")
-        wait_for(f"{hello}/")
+        wait_for(lambda: answers(f"{portal}/readyz"), "the portal", work / "gunicorn.log")
+        wait_for(lambda: answers(f"{hello}/"), "the yardstick", work / "hello.log")
         bench_env["BENCH_FILING_ID"] = seed_filings(portal, bench_env["BENCH_API_KEY"], 200)
         fill_captcha_pool(portal, int(env.get("CAPTCHA_POOL_SIZE") or 2000))
 
