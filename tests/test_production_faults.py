@@ -14,7 +14,8 @@ import pytest
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from portal import jobs, queues, schedule, webhooks
+from portal import queues, schedule
+from portal.delivery import outbox, sending, webhooks
 from portal.messages import Outcome
 from tests.conftest import pg_database
 from tests.load.data import filing_body, new_phone, principal
@@ -28,10 +29,10 @@ EVENTS = 8
 GATEWAY_SECONDS = 3
 # One filing whose texts are more than a batch job sends at once: a kill finds SEND_THREADS
 # of them at the gateway and the others not yet sent.
-KILLED_BATCH_TEXTS = jobs.SEND_THREADS + 8
+KILLED_BATCH_TEXTS = sending.SEND_THREADS + 8
 # A killed job's texts stay held for CLAIM; the issue asks that the relay then take them
 # within a minute; a sweep comes every SWEEP_EVERY_SECONDS.
-REDELIVERY_SECONDS = jobs.CLAIM.total_seconds() + 60 + schedule.SWEEP_EVERY_SECONDS
+REDELIVERY_SECONDS = outbox.CLAIM.total_seconds() + 60 + schedule.SWEEP_EVERY_SECONDS
 OUTAGE_SECONDS = 40
 BACK_WITHIN_SECONDS = 60
 
@@ -118,12 +119,6 @@ def a_filing_of(texts: int) -> dict:
     return body
 
 
-@pytest.mark.xfail(
-    reason="needs the outbox branch: the killed job's texts wait RQ_GRACE (5 min) past their"
-    " hold before the relay takes them, and RQ finds the abandoned job only after its 180 s"
-    " timeout, at a worker's maintenance (every 10 min)",
-    strict=True,
-)
 def test_a_worker_killed_mid_batch_leaves_no_text_undelivered(stack):
     """A batch of 24 texts, the gateway answering after 3 s: the worker is SIGKILLed while 16
     (SEND_THREADS) wait at the gateway and 8 wait for a sending thread, and started again (as a
@@ -141,7 +136,7 @@ def test_a_worker_killed_mid_batch_leaves_no_text_undelivered(stack):
         filing_id = stack.submit(body)["id"]
         expected = stack.message_ids([filing_id])
         assert len(expected) == KILLED_BATCH_TEXTS
-        in_flight = lambda: len(stack.arrivals().keys() & expected) == jobs.SEND_THREADS  # noqa: E731
+        in_flight = lambda: len(stack.arrivals().keys() & expected) == sending.SEND_THREADS  # noqa: E731
         wait_for(in_flight, "the batch reaches the gateway", stack.log("worker-sms"))
         (name,) = stack.workers_running("portal.jobs.deliver_sms_batch")
         stack.kill(name)
@@ -159,17 +154,11 @@ def test_a_worker_killed_mid_batch_leaves_no_text_undelivered(stack):
     twice = {key for key, times in arrived.items() if len(times) == 2}
     assert twice <= before_the_kill
     assert all(len(times) <= 2 for times in arrived.values())
-    assert len(before_the_kill) == jobs.SEND_THREADS
+    assert len(before_the_kill) == sending.SEND_THREADS
     late = {key: times[-1] - killed_at for key, times in arrived.items()}
     assert max(late.values()) < REDELIVERY_SECONDS
 
 
-@pytest.mark.xfail(
-    reason="needs the outbox branch: a text committed while Redis is down is never queued, and"
-    " the relay leaves it RQ_GRACE (5 min) past its next_attempt_at, as if its job were merely"
-    " late",
-    strict=True,
-)
 def test_redis_stopped_for_40_s_loses_no_code_and_sends_none_twice(stack):
     """Filings before, during (each answered 201) and after a 40 s Redis outage that spans a
     cron tick (SWEEP_EVERY_SECONDS): every code reaches the gateway once, those of the outage
