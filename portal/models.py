@@ -136,7 +136,18 @@ class Filing(TenantOwned, db.Model):
     __table_args__ = (
         sa.UniqueConstraint("provider_id", "reference"),
         sa.Index("ix_filings_status_deadline", "status", "deadline"),
-        sa.Index("ix_filings_province_created", "province_slug", "created_at"),
+        # The console's (portal/admin/console.py), nationally and per province: the listing
+        # newest first and the export by (created_at, id), read in index order; the
+        # dashboard's counts by status since a day, from the index alone.
+        sa.Index("ix_filings_created_id_status", "created_at", "id", "status"),
+        sa.Index(
+            "ix_filings_province_created_id_status", "province_slug", "created_at", "id", "status"
+        ),
+        # The search by status (and dates), and by reference (the unique key leads with the provider).
+        sa.Index("ix_filings_status_created_id", "status", "created_at", "id"),
+        sa.Index("ix_filings_reference", "reference"),
+        # The providers that filed in a province (the search form's list), one probe each.
+        sa.Index("ix_filings_province_provider", "province_slug", "provider_id"),
         sa.Index(
             "ix_filings_final_unerased",
             "final_at",
