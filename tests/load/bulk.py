@@ -96,17 +96,16 @@ def analyze(url: str, tables: Iterable[str]) -> None:
 
 
 def carry_on(url: str, seeding: "Seeding") -> None:
-    """Start the next load after the rows the portal has written since the last one: ids, and
-    the audit chain's head."""
+    """Start the next load after the rows already there (the portal's, a load's before):
+    ids, and the audit chain's last entry."""
     with psycopg.connect(url) as connection:
         for table, attribute in (("verifications", "next_verification"),
                                  ("sms_messages", "next_message"),
                                  ("audit_entries", "next_audit")):  # fmt: skip
             setattr(seeding, attribute,
                     connection.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0])  # fmt: skip
-        seeding.audit_seq, seeding.audit_mac = connection.execute(
-            "SELECT head_seq, head_mac FROM audit_chain"
-        ).fetchone()
+        last = connection.execute("SELECT seq, mac FROM audit_entries ORDER BY seq DESC LIMIT 1")
+        seeding.audit_seq, seeding.audit_mac = last.fetchone() or (0, "")
 
 
 def reset_sequences(url: str) -> None:
@@ -133,6 +132,17 @@ class Mix:
 
 
 @dataclass
+class Part:
+    """Filings `first`.. of a load of `of` filings; `beside` another part loading at the same
+    time, which keeps the audit chain (this one writes no entry, its ids start at `ids_from`)."""
+
+    first: int
+    of: int
+    beside: bool = False
+    ids_from: int = 0
+
+
+@dataclass
 class Seeding:
     """The state of a load that goes on across `national_rows` calls: ids and the audit chain."""
 
@@ -148,6 +158,8 @@ class Seeding:
     suite: str = "standard"
     data_key: str = ""
     mix: Mix = field(default_factory=Mix)
+    # Whether to write the admins' entries: a load beside another one cannot chain them.
+    audit: bool = True
 
 
 def national_rows(seeding: Seeding, indices: range, spread: range) -> dict:
@@ -378,6 +390,8 @@ def _payload(filing_id, index, province, filing_type, status, reason, created, d
 
 def _audit(seeding, tables, at, province, action, filing_id, before, after) -> None:
     """An entry chained to the one before, as portal/audit.py writes it."""
+    if not seeding.audit:
+        return
     admin_id, username = seeding.admins.get(province) or seeding.admins[""]
     seeding.audit_seq += 1
     entry = SimpleNamespace(

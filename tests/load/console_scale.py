@@ -45,7 +45,7 @@ PROVIDERS = 200
 LARGEST = "guangdong"
 CHUNK = 25_000
 TABLES = ("filings", "verifications", "sms_messages", "events", "audit_entries")
-REPEATS = {"dashboard": 30, "search": 60, "detail": 40, "intake": 100}
+REPEATS = {"dashboard": 20, "search": 40, "detail": 30, "intake": 60}
 
 
 class RequestContextClient(FlaskClient):
@@ -68,6 +68,19 @@ def main() -> None:
         " filings (a new one is migrated to --revision); else measure what it holds",
     )
     parser.add_argument("--load", action="store_true")
+    parser.add_argument(
+        "--first",
+        type=int,
+        help="with --load: the filings --first..--rows of a load of --of filings in all (spread"
+        " over the months as that load's), not those after what is there",
+    )
+    parser.add_argument("--of", type=int)
+    parser.add_argument(
+        "--beside",
+        action="store_true",
+        help="with --first: beside another load, so without audit entries, ids from --ids-from",
+    )
+    parser.add_argument("--ids-from", type=int, default=100_000_000)
     parser.add_argument("--revision", default="head")
     postgres.add_option(parser)
     args = parser.parse_args()
@@ -76,7 +89,12 @@ def main() -> None:
         if args.url:
             with _app(args.url).app_context():
                 if args.load:
-                    _load_up_to(args.url, args.rows, args.revision)
+                    part = None
+                    if args.first is not None:
+                        part = bulk.Part(
+                            args.first, args.of or args.rows, args.beside, args.ids_from
+                        )
+                    _load_up_to(args.url, args.rows, args.revision, part)
                 else:
                     _report({_filings(): _measure_all(args.explain)})
                 db.session.remove()
@@ -117,21 +135,28 @@ def _loaded() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(Filing).where(bulk_loaded))
 
 
-def _load_up_to(url: str, rows: int, revision: str) -> None:
-    """More filings, `rows` in all, spread over the months like those loaded before them."""
+def _load_up_to(url: str, rows: int, revision: str, part: bulk.Part | None = None) -> None:
+    """More filings, `rows` in all, spread over the months like those loaded before them; or
+    a `part` of a larger load."""
     plain = url.replace("postgresql+psycopg://", "postgresql://")
     if not sa.inspect(db.engine).has_table("filings"):
         upgrade(directory=str(ROOT / "migrations"), revision=revision)
     seeding = _seeding()
-    loaded = range(_loaded(), rows)
+    loaded, spread = range(_loaded(), rows), range(_loaded(), rows)
     started, building = time.perf_counter(), 0.0
     bulk.carry_on(plain, seeding)
+    if part is not None:
+        loaded, spread = range(part.first, rows), range(0, part.of)
+        if part.beside:
+            seeding.audit = False
+            seeding.next_verification = seeding.next_message = part.ids_from
     for indices in bulk.chunks(loaded, CHUNK):
         built = time.perf_counter()
-        tables = bulk.national_rows(seeding, indices, loaded)
+        tables = bulk.national_rows(seeding, indices, spread)
         building += time.perf_counter() - built
         bulk.copy_rows(plain, tables)
-    _close_chain(seeding)
+    if seeding.audit:
+        _close_chain(seeding)
     bulk.reset_sequences(plain)
     bulk.analyze(plain, TABLES)
     print(
@@ -293,13 +318,15 @@ def _export(client) -> dict:
 
 
 def _stream(client, sample) -> int:
+    """Reads the export as it streams, calling `sample(rows so far)` every 5,000 rows."""
     response = client.get("/admin/filings.csv", buffered=False)
     assert response.status_code == 200
-    lines = 0
+    lines, next_sample = 0, 5000
     for chunk in response.response:
         lines += chunk.count(b"\n" if isinstance(chunk, bytes) else "\n")
-        if lines % 5000 == 0:
-            sample(lines)
+        if lines > next_sample:
+            sample(next_sample)
+            next_sample += 5000
     response.close()
     return lines - 1
 
