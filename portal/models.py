@@ -138,7 +138,7 @@ class Filing(TenantOwned, db.Model):
         sa.Index("ix_filings_status_deadline", "status", "deadline"),
         # The console's (portal/admin/console.py), nationally and per province: the listing
         # newest first and the export by (created_at, id), read in index order; the
-        # dashboard's counts by status since a day, from the index alone.
+        # dashboard's counts by status for today and the week, from the index alone.
         sa.Index("ix_filings_created_id_status", "created_at", "id", "status"),
         sa.Index(
             "ix_filings_province_created_id_status", "province_slug", "created_at", "id", "status"
