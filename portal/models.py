@@ -144,7 +144,18 @@ class Filing(TenantOwned, db.Model):
             sqlite_where=sa.text("status = 'pending_verification'"),
             postgresql_where=sa.text("status = 'pending_verification'"),
         ),
-        sa.Index("ix_filings_province_created", "province_slug", "created_at"),
+        # The console's (portal/admin/console.py), nationally and per province: the listing
+        # newest first and the export by (created_at, id), read in index order; the
+        # dashboard's counts by status for today and the week, from the index alone.
+        sa.Index("ix_filings_created_id_status", "created_at", "id", "status"),
+        sa.Index(
+            "ix_filings_province_created_id_status", "province_slug", "created_at", "id", "status"
+        ),
+        # The search by status (and dates), and by reference (the unique key leads with the provider).
+        sa.Index("ix_filings_status_created_id", "status", "created_at", "id"),
+        sa.Index("ix_filings_reference", "reference"),
+        # The providers that filed in a province (the search form's list), one probe each.
+        sa.Index("ix_filings_province_provider", "province_slug", "provider_id"),
         sa.Index(
             "ix_filings_final_unerased",
             "final_at",

@@ -20,7 +20,6 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy.orm import defer, selectinload
 from wtforms.fields.choices import SelectChoice
 
 from portal import audit, review
@@ -203,24 +202,36 @@ def _audited(search: dict[str, str]) -> dict[str, str]:
 
 
 def _csv_lines(search: sa.Select) -> Iterator[str]:
-    """The export, oldest first, streamed."""
+    """The export, oldest first, streamed a page at a time."""
     yield "\ufeff" + _csv_line(CSV_COLUMNS)
-    for page in _pages_by_age(search):
-        for filing in page:
-            yield _csv_line(_csv_cells(filing))
+    for page, phones in _pages_by_age(search):
+        yield "".join(_csv_line(_csv_cells(filing, phones[filing.id])) for filing in page)
 
 
-def _pages_by_age(search: sa.Select) -> Iterator[list[Filing]]:
-    """The search's filings (at most CSV_LIMIT), CSV_PAGE at a time with their verifications:
-    one query (and its eager load) a page, however many filings there are."""
-    by_age = search.options(
-        defer(Filing.content),  # the export shows none of it
-        selectinload(Filing.verifications),
-    ).order_by(Filing.created_at, Filing.id)
+# What the export shows of a filing, read as plain rows: making 50,000 ORM objects (and
+# their collections of verifications) took most of an export's time.
+CSV_FIELDS = (
+    Filing.id,
+    Filing.reference,
+    Filing.province_slug,
+    Filing.type,
+    Filing.status,
+    Filing.return_reason,
+    Filing.created_at,
+    Filing.deadline,
+    Filing.provider_id,
+)
+
+
+def _pages_by_age(search: sa.Select) -> Iterator[tuple[list[sa.Row], dict[str, list[str]]]]:
+    """The search's filings (at most CSV_LIMIT), CSV_PAGE at a time, by (created_at, id) as
+    the console's indexes hold them, each page with its filings' masked phones: two queries a
+    page, however many filings there are."""
+    by_age = search.with_only_columns(*CSV_FIELDS).order_by(Filing.created_at, Filing.id)
     statement, left = by_age, CSV_LIMIT
     while left > 0:
-        page = db.session.scalars(statement.limit(min(CSV_PAGE, left))).all()
-        yield page
+        page = db.session.execute(statement.limit(min(CSV_PAGE, left))).all()
+        yield page, _masked_phones([filing.id for filing in page])
         if len(page) < CSV_PAGE:
             return
         left -= len(page)
@@ -228,7 +239,19 @@ def _pages_by_age(search: sa.Select) -> Iterator[list[Filing]]:
         statement = by_age.where(sa.tuple_(Filing.created_at, Filing.id) > last)
 
 
-def _csv_cells(filing: Filing) -> list:
+def _masked_phones(filing_ids: list[str]) -> dict[str, list[str]]:
+    phones: dict[str, list[str]] = {filing_id: [] for filing_id in filing_ids}
+    rows = db.session.execute(
+        sa.select(Verification.filing_id, Verification.phone_masked)
+        .where(Verification.filing_id.in_(filing_ids))
+        .order_by(Verification.id)
+    )
+    for filing_id, phone in rows:
+        phones[filing_id].append(phone)
+    return phones
+
+
+def _csv_cells(filing: sa.Row, phones: list[str]) -> list:
     """The filing as the API shows it, less what needs more queries (each text's delivery)."""
     return [
         filing.id,
@@ -240,7 +263,7 @@ def _csv_cells(filing: Filing) -> list:
         iso_shanghai(filing.created_at),
         iso_shanghai(filing.deadline) or "",
         filing.provider_id,
-        " ".join(v.phone_masked for v in filing.verifications),
+        " ".join(phones),
     ]
 
 
@@ -541,11 +564,10 @@ def _audit_csv_cells(entry: AuditEntry) -> list:
 
 def _audit_form() -> AuditSearchForm:
     form = AuditSearchForm(request.args)
-    actions = db.session.scalars(
-        sa.select(AuditEntry.action).distinct().order_by(AuditEntry.action)
-    )
+    # Every action the console records has a label; reading the log's distinct actions
+    # instead scanned the whole log (a million entries) on every page.
     form.action.choices = [SelectChoice("", "全部")] + [
-        SelectChoice(action, ACTION_LABELS.get(action, action)) for action in actions
+        SelectChoice(action, label) for action, label in ACTION_LABELS.items()
     ]
     form.validate()
     return form

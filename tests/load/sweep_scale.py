@@ -31,20 +31,21 @@ from portal.extensions import db
 from portal.protection import sealing
 from portal.protection.personal_data import seal_code, sealed_phone
 from portal.verification import verify
-from tests.load import postgres
+from tests.load import bulk, postgres
 from tests.load.data import PROVINCES
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "portal_sweep_bench"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 FILING_COLUMNS = (
-    "id, provider_id, reference, province_slug, type, status, content, created_at, deadline"
-)
+    "id", "provider_id", "reference", "province_slug", "type", "status", "content",
+    "created_at", "deadline",
+)  # fmt: skip
 VERIFICATION_COLUMNS = (
-    "filing_id, province_slug, phone_sealed, phone_digest, phone_masked, roles, code_digest,"
-    " code_sealed, id_digest, id_masked,"
-    " status, wrong_id_count, resend_count, noon_resend_at, noon_resent"
-)
+    "filing_id", "province_slug", "phone_sealed", "phone_digest", "phone_masked", "roles",
+    "code_digest", "code_sealed", "id_digest", "id_masked", "status", "wrong_id_count",
+    "resend_count", "noon_resend_at", "noon_resent",
+)  # fmt: skip
 
 
 def phone_of(index: int) -> str:
@@ -55,39 +56,33 @@ def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], n
     """Filings `start`..`stop`: those in `expired` pending past their deadline, a tenth still
     pending, the rest long decided; one verification each (the pending ones with a live code)."""
     naive_now = now.astimezone(UTC).replace(tzinfo=None)
-    with psycopg.connect(url) as connection, connection.cursor() as cursor:
-        filings, verifications = [], []
-        for index in range(start, stop):
-            filing_id = uuid.uuid4().hex
-            if index in expired:
-                status, deadline = "pending_verification", naive_now - timedelta(hours=1)
-            elif index % 10 == 0:
-                status, deadline = "pending_verification", naive_now + timedelta(hours=12)
-            else:
-                status, deadline = "approved", naive_now - timedelta(days=30)
-            province = PROVINCES[index % len(PROVINCES)]
-            created = naive_now - timedelta(days=1)
-            filings.append((filing_id, provider_id, f"S-{index}", province, "new_website",
-                            status, "{}", created, deadline))  # fmt: skip
-            pending = status == "pending_verification"
-            # Live codes are unique per province: a pending row's "code" is its index.
-            code = f"{index % 1_000_000:06d}" if pending else "000000"
-            phone = sealed_phone(filing_id, phone_of(index))
-            verifications.append((filing_id, province, phone["phone_sealed"], phone["phone_digest"],
-                                  phone["phone_masked"], '["website"]',
-                                  sealing.digest("code", code) if pending else f"old-{index}",
-                                  seal_code(filing_id, code), "x", "**", "pending" if pending else "verified",
-                                  0, 0, created, False))  # fmt: skip
-        with cursor.copy(f"COPY filings ({FILING_COLUMNS}) FROM STDIN") as copy:
-            for row in filings:
-                copy.write_row(row)
-        with cursor.copy(f"COPY verifications ({VERIFICATION_COLUMNS}) FROM STDIN") as copy:
-            for row in verifications:
-                copy.write_row(row)
-        connection.commit()
-        cursor.execute("ANALYZE filings")
-        cursor.execute("ANALYZE verifications")
-        connection.commit()
+    filings, verifications = [], []
+    for index in range(start, stop):
+        filing_id = uuid.uuid4().hex
+        if index in expired:
+            status, deadline = "pending_verification", naive_now - timedelta(hours=1)
+        elif index % 10 == 0:
+            status, deadline = "pending_verification", naive_now + timedelta(hours=12)
+        else:
+            status, deadline = "approved", naive_now - timedelta(days=30)
+        province = PROVINCES[index % len(PROVINCES)]
+        created = naive_now - timedelta(days=1)
+        filings.append((filing_id, provider_id, f"S-{index}", province, "new_website",
+                        status, "{}", created, deadline))  # fmt: skip
+        pending = status == "pending_verification"
+        # Live codes are unique per province: a pending row's "code" is its index.
+        code = f"{index % 1_000_000:06d}" if pending else "000000"
+        phone = sealed_phone(filing_id, phone_of(index))
+        verifications.append((filing_id, province, phone["phone_sealed"], phone["phone_digest"],
+                              phone["phone_masked"], '["website"]',
+                              sealing.digest("code", code) if pending else f"old-{index}",
+                              seal_code(filing_id, code), "x", "**", "pending" if pending else "verified",
+                              0, 0, created, False))  # fmt: skip
+    bulk.copy_rows(url, {"filings": (FILING_COLUMNS, filings),
+                         "verifications": (VERIFICATION_COLUMNS, verifications)})  # fmt: skip
+    with psycopg.connect(url) as connection:
+        connection.execute("ANALYZE filings")
+        connection.execute("ANALYZE verifications")
 
 
 def lookup_p50(rows: int, attempts: int = 2000) -> float:
