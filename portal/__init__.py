@@ -11,7 +11,7 @@ from redis import Redis
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal import admin, cli, devsms, monitoring, queues, settings
+from portal import admin, cli, devsms, monitoring, queues, rules_cache, settings
 from portal.api import routes as api_routes
 from portal.delivery import gateway_from_config, receipts
 from portal.extensions import csrf, db, migrate
@@ -40,6 +40,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     limits.init_app(app)
     headers.init_app(app)
     monitoring.init_app(app)
+    rules_cache.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)

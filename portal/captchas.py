@@ -2,7 +2,8 @@
 challenge is used once.
 
 A challenge's id is kept in the session (the last few, so two open tabs both
-work) and posted back with the form; checking deletes it, whatever the answer.
+work) and posted back with the form; checking deletes it, whatever the answer. Its answer
+is kept in Redis when there is one, else in the database (`CaptchaChallenge`).
 With Redis, images come ready-made from a pool workers keep filled (see `POOL_SIZE`);
 otherwise the image, and always the audio clip, are made on demand, only for the
 session's own challenges. The periodic sweep deletes challenges that expired unused.
@@ -10,6 +11,7 @@ session's own challenges. The periodic sweep deletes challenges that expired unu
 
 import contextlib
 import secrets
+import uuid
 from datetime import datetime, timedelta
 from io import BytesIO
 
@@ -35,15 +37,53 @@ _voices = AudioCaptcha()
 
 
 def new_challenge(now: datetime) -> str:
-    pooled = _take_from_pool()
-    answer = pooled[0] if pooled else _new_answer()
+    redis, challenge_id = _redis(), None
+    if redis is not None:
+        with contextlib.suppress(RedisError):  # then in the database, at once
+            challenge_id = _new_in_redis(redis, now)
+    challenge_id = challenge_id or _kept_in_database(_new_answer(), now)
+    session["captchas"] = [*session.get("captchas", [])[-(KEPT_PER_SESSION - 1) :], challenge_id]
+    return challenge_id
+
+
+# With Redis, a challenge's answer is kept there (`captcha:challenge:<id>`, with its time)
+# and used up by GETDEL: a page then writes nothing to the database. Without Redis, or while
+# it fails, the answer is a database row; a challenge is looked for in Redis, then there.
+def _new_in_redis(redis: Redis, now: datetime) -> str:
+    answer, png = _take_from_pool(redis) or (_new_answer(), None)
+    challenge_id = uuid.uuid4().hex
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.set(_challenge_key(challenge_id), f"{answer}|{now.isoformat()}", ex=REDIS_EXPIRY)
+        if png:
+            pipe.set(_image_key(challenge_id), png, ex=IMAGE_TTL)
+        pipe.execute()
+    return challenge_id
+
+
+def _kept_in_database(answer: str, now: datetime) -> str:
     challenge = CaptchaChallenge(answer=answer, created_at=now)
     db.session.add(challenge)
     db.session.flush()
-    session["captchas"] = [*session.get("captchas", [])[-(KEPT_PER_SESSION - 1) :], challenge.id]
-    if pooled:
-        _keep_image(challenge.id, pooled[1])
     return challenge.id
+
+
+def _challenge_key(challenge_id: str) -> str:
+    return f"captcha:challenge:{challenge_id}"
+
+
+def _from_redis(challenge_id: str, use_up: bool) -> tuple[str, datetime] | None:
+    redis = _redis()
+    if redis is None:
+        return None
+    key = _challenge_key(challenge_id)
+    try:
+        kept = redis.getdel(key) if use_up else redis.get(key)
+    except RedisError:
+        return None
+    if kept is None:
+        return None
+    answer, _, created_at = kept.decode().partition("|")
+    return answer, datetime.fromisoformat(created_at)
 
 
 def _new_answer() -> str:
@@ -77,6 +117,8 @@ POOL_SIZE = 2000  # the default of CAPTCHA_POOL_SIZE
 REFILL_BELOW = 500
 REFILL_BATCH = 500
 IMAGE_TTL = 60
+# Redis drops an unused challenge a minute after its lifetime (solve() checks the lifetime).
+REDIS_EXPIRY = int(LIFETIME.total_seconds()) + 60
 
 
 def _redis() -> Redis | None:
@@ -93,17 +135,13 @@ def _pool_key() -> str:
     return "captcha:pool:test" if current_app.config["CAPTCHA_TEST_ANSWER"] else "captcha:pool"
 
 
-def _take_from_pool() -> tuple[str, bytes] | None:
-    redis = _redis()
-    if redis is None or not _pool_size():
+def _take_from_pool(redis: Redis) -> tuple[str, bytes] | None:
+    if not _pool_size():
         return None
-    try:
-        with redis.pipeline(transaction=False) as pipe:
-            entry, left = pipe.lpop(_pool_key()).llen(_pool_key()).execute()
-        if left < REFILL_BELOW:
-            _ask_for_refill(redis)
-    except RedisError:
-        return None
+    with redis.pipeline(transaction=False) as pipe:
+        entry, left = pipe.lpop(_pool_key()).llen(_pool_key()).execute()
+    if left < REFILL_BELOW:
+        _ask_for_refill(redis)
     if not entry:
         return None
     answer, _, png = entry.partition(b"\0")
@@ -116,9 +154,13 @@ def _ask_for_refill(redis: Redis) -> None:
         queues.rq_queue(queues.MAINTENANCE).enqueue("portal.jobs.refill_captchas")
 
 
+def _image_key(challenge_id: str) -> str:
+    return f"captcha:image:{challenge_id}"
+
+
 def _keep_image(challenge_id: str, png: bytes) -> None:
     with contextlib.suppress(RedisError):  # else made on demand when asked for
-        _redis().set(f"captcha:image:{challenge_id}", png, ex=IMAGE_TTL)
+        _redis().set(_image_key(challenge_id), png, ex=IMAGE_TTL)
 
 
 def _pooled_image(challenge_id: str) -> bytes | None:
@@ -126,7 +168,7 @@ def _pooled_image(challenge_id: str) -> bytes | None:
     if redis is None:
         return None
     try:
-        return redis.get(f"captcha:image:{challenge_id}")
+        return redis.get(_image_key(challenge_id))
     except RedisError:
         return None
 
@@ -159,6 +201,8 @@ def _answer(challenge_id: str) -> str | None:
     """The answer of one of this session's challenges."""
     if challenge_id not in session.get("captchas", []):
         return None
+    if kept := _from_redis(challenge_id, use_up=False):
+        return kept[0]
     return db.session.scalar(
         sa.select(CaptchaChallenge.answer).where(CaptchaChallenge.id == challenge_id)
     )
@@ -179,14 +223,19 @@ def solve(challenge_id: str | None, answer: str | None, now: datetime) -> bool:
     if not challenge_id or challenge_id not in ids:
         return False
     session["captchas"] = [kept for kept in ids if kept != challenge_id]
-    row = db.session.execute(
+    row = _from_redis(challenge_id, use_up=True) or _used_up_in_database(challenge_id)
+    if row is None or not answer:
+        return False
+    expected, created_at = row
+    # Bytes: compare_digest refuses str holding non-ASCII (a 500 found by tests/test_fuzz.py).
+    return created_at > now - LIFETIME and secrets.compare_digest(
+        expected.upper().encode(), answer.strip().upper().encode()
+    )
+
+
+def _used_up_in_database(challenge_id: str) -> tuple[str, datetime] | None:
+    return db.session.execute(
         sa.delete(CaptchaChallenge)
         .where(CaptchaChallenge.id == challenge_id)
         .returning(CaptchaChallenge.answer, CaptchaChallenge.created_at)
     ).first()
-    if row is None or not answer:
-        return False
-    # Bytes: compare_digest refuses str holding non-ASCII (a 500 found by tests/test_fuzz.py).
-    return row.created_at > now - LIFETIME and secrets.compare_digest(
-        row.answer.upper().encode(), answer.strip().upper().encode()
-    )

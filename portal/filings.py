@@ -8,7 +8,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import events, personal_links
+from portal import events, personal_links, rules_cache
 from portal.api.schemas import (
     FilingIn,
     Principal,
@@ -21,10 +21,8 @@ from portal.models import (
     Filing,
     FilingStatus,
     FilingType,
-    FilingTypeRule,
     MessageKind,
     Provider,
-    Province,
     Record,
     SmsMessage,
     Verification,
@@ -98,7 +96,7 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
         if not _same_body(existing, body):
             raise ReferenceConflict(existing)
         return existing, False
-    province = db.session.get(Province, data.province)
+    province = rules_cache.province(data.province)
     if province is None:
         raise IntakeError("province", "unknown_province", f"no province {data.province!r}")
     people = people_to_check(data)
@@ -209,13 +207,7 @@ def _check_against_records(data: FilingIn) -> None:
 
 
 def _type_is_checked(filing_type: str) -> bool:
-    return bool(
-        db.session.scalar(
-            sa.select(FilingTypeRule.verification_required).where(
-                FilingTypeRule.type == filing_type
-            )
-        )
-    )
+    return rules_cache.checked_types().get(filing_type, False)
 
 
 def _issue_codes(filing: Filing, people: list[Person]) -> list[Verification]:

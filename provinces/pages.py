@@ -7,7 +7,6 @@ form fragment, with validation errors as 422 so htmx swaps them in.
 from collections.abc import Callable
 from datetime import datetime
 
-import sqlalchemy as sa
 from flask import (
     Blueprint,
     Response,
@@ -21,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from portal import captchas, monitoring
+from portal import captchas, monitoring, rules_cache
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import (
@@ -31,7 +30,7 @@ from portal.messages import (
     SUCCESSES,
     Outcome,
 )
-from portal.models import FilingTypeRule, Province, VerifyAttempt
+from portal.models import VerifyAttempt
 from portal.protection import limits
 from portal.protection.personal_data import mask_address
 from portal.resend import resend
@@ -48,11 +47,12 @@ NEEDS_NO_PROVINCE = {"captcha_image", "captcha_audio"}
 
 @bp.url_value_preprocessor
 def load_province(endpoint, values):
-    """The live date is read on every request, so a rollout change needs no restart."""
+    """The live date is checked on every request, from the settings this process read at most
+    `rules_cache.SECONDS` ago, so a rollout change needs no restart."""
     slug = values.pop("province")
     if endpoint.rpartition(".")[2] in NEEDS_NO_PROVINCE:
         return
-    province = db.session.get(Province, slug)
+    province = rules_cache.province(slug)
     if province is None or not province.is_live(utcnow()):
         abort(404, PROVINCE_NOT_OPEN)
     g.province = province
@@ -193,12 +193,7 @@ def captcha_refresh():
 def page_texts() -> dict:
     """The help beside the forms (which filing types are checked, read only when a page
     asks) and the result region's word for a form with field errors."""
-    return {"filing_rules": _filing_rules, "form_errors_label": FORM_ERRORS_LABEL}
-
-
-def _filing_rules() -> dict[str, bool]:
-    rows = db.session.execute(sa.select(FilingTypeRule.type, FilingTypeRule.verification_required))
-    return {filing_type: required for filing_type, required in rows}
+    return {"filing_rules": rules_cache.checked_types, "form_errors_label": FORM_ERRORS_LABEL}
 
 
 @bp.get("/captcha/<challenge_id>.wav")

@@ -1,0 +1,103 @@
+"""With Redis, a captcha's answer is kept there, not in the database (portal/captchas.py):
+the same rules as the database's rows (the session's own, once, for five minutes), and the
+database again while Redis is away."""
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from portal.clock import utcnow
+from portal.extensions import db
+from portal.messages import Outcome
+from portal.models import CaptchaChallenge
+from tests.factories import CAPTCHA, form_fields
+from tests.servers import RedisServer
+
+UNKNOWN = {"code": "000000", "phone": "13900000009", "id_last6": "011239"}
+
+
+def page_fields(client) -> dict[str, str]:
+    return form_fields(client.get("/tianjin/verify").get_data(as_text=True))
+
+
+def post(client, fields: dict, captcha: str = CAPTCHA):
+    return client.post("/tianjin/verify", data={**fields, **UNKNOWN, "captcha": captcha})
+
+
+def answered(response) -> bool:
+    """Past the captcha: the unknown phone's answer, not the captcha's."""
+    page = response.get_data(as_text=True)
+    assert (Outcome.CAPTCHA_WRONG.message in page) is (response.status_code == 422)
+    return Outcome.NOT_FOUND.message in page
+
+
+def stored_rows() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(CaptchaChallenge))
+
+
+@pytest.fixture
+def on_redis(on_rq, app, redis_connection):
+    return redis_connection
+
+
+def test_a_page_keeps_its_challenge_in_redis_and_writes_no_row(on_redis, client):
+    fields = page_fields(client)
+    assert on_redis.exists(f"captcha:challenge:{fields['captcha_id']}")
+    assert 0 < on_redis.ttl(f"captcha:challenge:{fields['captcha_id']}") <= 6 * 60
+    assert stored_rows() == 0
+    assert answered(post(client, fields))
+    assert not on_redis.exists(f"captcha:challenge:{fields['captcha_id']}")
+    assert stored_rows() == 0
+
+
+def test_a_challenge_in_redis_is_used_once_whatever_the_answer(on_redis, client):
+    fields = page_fields(client)
+    assert not answered(post(client, fields, captcha="NOPE"))
+    assert not answered(post(client, fields))
+    fields = page_fields(client)
+    assert answered(post(client, fields))
+    assert not answered(post(client, fields))
+
+
+def test_a_challenge_in_redis_is_only_for_its_own_session(on_redis, app, client):
+    with app.app_context():
+        others = page_fields(app.test_client())
+    own = page_fields(client)
+    assert not answered(post(client, {**own, "captcha_id": others["captcha_id"]}))
+    assert on_redis.exists(f"captcha:challenge:{others['captcha_id']}"), "not used up by others"
+
+
+@pytest.mark.parametrize(("age", "accepted"), [(timedelta(minutes=5, seconds=1), False),
+                                               (timedelta(minutes=4, seconds=50), True)])  # fmt: skip
+def test_a_challenge_in_redis_lasts_five_minutes(on_redis, client, age, accepted):
+    fields = page_fields(client)
+    key = f"captcha:challenge:{fields['captcha_id']}"
+    answer, _, _ = on_redis.get(key).decode().partition("|")
+    on_redis.set(key, f"{answer}|{(utcnow() - age).isoformat()}", keepttl=True)
+    assert answered(post(client, fields)) is accepted
+
+
+def test_while_redis_is_away_challenges_are_rows_and_still_used_once(env, tmp_path, client_factory):
+    server = RedisServer(tmp_path)
+    server.start()
+    env["REDIS_URL"] = server.url
+    client = client_factory()
+    try:
+        server.stop()
+        fields = page_fields(client)
+        assert stored_rows() == 1
+        assert answered(post(client, fields))
+        assert not answered(post(client, fields))
+        server.start()
+        rows = stored_rows()  # each answer above carried a new challenge, in the database
+        page_fields(client)
+        assert stored_rows() == rows, "back in Redis"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client_factory(request):
+    """A client of the app built now (after the test has set its `env`)."""
+    return lambda: request.getfixturevalue("client")
