@@ -20,9 +20,12 @@ from portal.models import (
     VerificationStatus,
 )
 from portal.protection.personal_data import id_last6_digests, phone_digests
+from portal.rules_cache import ProvinceSettings
 
 
-def resend(province: Province, phone: str, id_last6: str, now: datetime) -> Outcome:
+def resend(
+    province: Province | ProvinceSettings, phone: str, id_last6: str, now: datetime
+) -> Outcome:
     pending = db.session.scalars(
         sa.select(Verification).where(
             Verification.province_slug == province.slug,
@@ -41,7 +44,9 @@ def resend(province: Province, phone: str, id_last6: str, now: datetime) -> Outc
 _PREFERENCE = [Outcome.RESEND_SENT, Outcome.RESEND_LIMIT_REACHED, Outcome.RESEND_NOTHING_PENDING]
 
 
-def resend_verification(verification: Verification, province: Province, now: datetime) -> Outcome:
+def resend_verification(
+    verification: Verification, province: Province | ProvinceSettings, now: datetime
+) -> Outcome:
     """Send one verification's code again, if it is still pending and under its limit.
 
     Used by the public resend page and by an admin; both count against the limit. A resend
