@@ -249,6 +249,17 @@ def test_csv_export_holds_only_the_admins_province(client, admins, submit_filing
     assert "13900000001" not in text, "phones are masked in the export"
 
 
+def test_csv_export_gives_each_filing_its_own_masked_phones(client, admins, submit_filing):
+    submit_filing(new_filing_body("TWO"))
+    body = new_filing_body("ONE")
+    body["entity"]["principal"] = body["websites"][0]["principal"]
+    submit_filing(body)
+    sign_in(client, "tj-admin")
+    text = client.get("/admin/filings.csv").get_data(as_text=True)
+    phones = {row[1]: row[9] for row in csv.reader(io.StringIO(text))}
+    assert phones == {"reference": "phones", "TWO": "139****0001 139****0002", "ONE": "139****0002"}
+
+
 def test_province_filter_in_the_url_cannot_widen_a_province_admins_view(
     client, admins, submit_filing
 ):
