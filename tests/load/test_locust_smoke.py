@@ -64,6 +64,9 @@ def _locust(locustfile: str, host: str, tmp_path: Path, users: int, seconds: int
         *(sys.executable, "-m", "locust", "-f", str(ROOT / locustfile), "--headless"),
         *("--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds}s"),
         *("--host", host, "--csv", str(tmp_path / "smoke"), "--only-summary"),
+        # Requests still in flight at the end are finished and counted: on a loaded machine a
+        # few seconds may hold no complete intake otherwise.
+        *("--stop-timeout", "20"),
         *("--loglevel", "WARNING"),
     ]
     finished = subprocess.run(
