@@ -297,6 +297,13 @@ def run(args, database_url: str) -> None:
     print(f"wrote {args.out}")
 
 
+def _options(args) -> str:
+    """The options that shaped the report, as the command line gives them."""
+    if args.skip_mixed:
+        return f"--capacity-seconds {args.capacity_seconds} --skip-mixed"
+    return f"--duration {args.duration} --users {args.users}"
+
+
 def _ratio(value: float, yardstick: float) -> str:
     return f"{value / yardstick:.2f}×" if yardstick else "–"
 
@@ -309,7 +316,7 @@ def write_report(
         BEGIN,
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores"
         f" (gunicorn, load generator and services on the same machine), by"
-        f" `.venv/bin/python -m tests.load.bench --duration {args.duration} --users {args.users}`"
+        f" `.venv/bin/python -m tests.load.bench {_options(args)}`"
         f" (gunicorn {args.worker_class or 'as gunicorn.conf.py sets it'};"
         f" portal environment extra: {', '.join(args.portal_env) or 'none'}).",
         "",
@@ -342,15 +349,16 @@ def write_report(
             f" p50 {latency['p50'] * 1000:.0f} ms, p99 {latency['p99'] * 1000:.0f} ms,"
             f" max {latency['max'] * 1000:.0f} ms.",
         ]
-    lines += [
-        "",
-        f"### Mixed run: {args.users} users (applicants 14 : providers 4 : admins 1),"
-        f" {args.duration} s",
-        "",
-        "| endpoint | requests | req/s | × hello req/s | p50 ms | p95 ms | p99 ms |"
-        " p95 × hello p95 | failures |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    if mixed:
+        lines += [
+            "",
+            f"### Mixed run: {args.users} users (applicants 14 : providers 4 : admins 1),"
+            f" {args.duration} s",
+            "",
+            "| endpoint | requests | req/s | × hello req/s | p50 ms | p95 ms | p99 ms |"
+            " p95 × hello p95 | failures |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
     for raw in mixed:
         row = row_numbers(raw)
         name = raw["Name"] if raw["Name"] != "Aggregated" else "**all**"
