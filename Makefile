@@ -31,9 +31,10 @@ reset:
 	rm -f $(DATABASE_FILE) $(DATABASE_FILE)-wal $(DATABASE_FILE)-shm $(INSTANCE)/sms.jsonl
 	@echo "Done: the next \`make run\` starts with a new database and fresh demo data."
 
-# Two workers: the suite waits on PostgreSQL, Redis and a browser as much as on Python.
+# Three workers on two cores: the suite waits on PostgreSQL, Redis, a browser and the
+# production-stack tests' minutes of outages and holds (run first) as much as on Python.
 test: $(VENV)/installed services
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 3
 
 services:
 	bash .ci/services

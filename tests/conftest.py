@@ -60,7 +60,9 @@ def database_urls(sqlite_database_url, postgresql_database_url) -> dict[str, str
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`pg`: every test that needs PostgreSQL; `browser`: every test in tests/browser."""
+    """`pg`: every test that needs PostgreSQL; `browser`: every test in tests/browser. The
+    production-stack tests (minutes each, mostly waiting) run first, so that with `-n 2` the
+    other worker runs the rest beside them instead of both waiting on them at the end."""
     browser_tests = Path(__file__).parent / "browser"
     for item in items:
         callspec = getattr(item, "callspec", None)
@@ -69,6 +71,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.pg)
         if browser_tests in item.path.parents:
             item.add_marker(pytest.mark.browser)
+    items.sort(key=lambda item: item.get_closest_marker("stack") is None)
 
 
 @pytest.fixture(scope="session")
