@@ -22,6 +22,7 @@ from portal import create_app, providers, queues
 from portal.clock import utcnow
 from portal.extensions import db
 from tests.factories import CAPTCHA, new_filing_body
+from tests.servers import RedisServer
 
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # A Redis database of each pytest-xdist worker's own (gw0 → 15, gw1 → 13, …); 14 is the benchmark's.
@@ -72,6 +73,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if browser_tests in item.path.parents:
             item.add_marker(pytest.mark.browser)
     items.sort(key=lambda item: item.get_closest_marker("stack") is None)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of the test's own, to stop and start under the app."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,6 @@ from tests.factories import (
     principal,
     queues_on,
 )
-from tests.servers import RedisServer
 from tests.stack import STARTUP_SECONDS, start_flask
 
 
@@ -49,14 +48,6 @@ from tests.stack import STARTUP_SECONDS, start_flask
 def backend(request) -> str:
     """A worker process shares the database: PostgreSQL, as in production."""
     return request.param
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

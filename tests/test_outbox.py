@@ -29,7 +29,7 @@ from portal.delivery import outbox, relay, webhooks
 from portal.extensions import db
 from portal.models import Event, Filing, MessageKind, MessageStatus, SmsMessage, Verification
 from tests.factories import run_worker
-from tests.servers import Endpoint, RedisServer
+from tests.servers import Endpoint
 from tests.test_queues import start_flask, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,14 +100,6 @@ def test_a_rollback_queues_nothing_then_or_at_the_next_commit(rq_queues, submit_
 
     assert rq_queues[queues.SMS].count == rq_queues[queues.WEBHOOKS].count == 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == 0
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
