@@ -17,7 +17,7 @@ from portal.messages import Outcome
 from portal.models import VerifyAttempt
 from portal.protection.redacted_logs import JsonFormatter
 from tests.factories import CAPTCHA, ID_A, ID_C, form_fields, new_filing_body, principal
-from tests.test_fault_tolerance import RedisServer
+from tests.servers import RedisServer
 
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/15"
 
