@@ -12,13 +12,13 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from portal import queues
-from portal.clock import utcnow
 from portal.delivery import outbox
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification, WebhookDelivery
 from tests.factories import ID_B, new_filing_body, principal
 from tests.servers import Endpoint, RedisServer
 from tests.stack import STARTUP_SECONDS, start_flask, stopped, wait_for
+from tests.test_outbox import an_event_of
 
 SLOW_EVENTS = 8
 RECEIVER_DELAY_SECONDS = 1.0
@@ -41,17 +41,7 @@ def queue_slow_events(rq_queues, submit_filing) -> None:
         burst=True
     )
     for _ in range(SLOW_EVENTS):
-        event = Event(
-            filing_id=filing.id,
-            provider_id=filing.provider_id,
-            type="filing.status_changed",
-            occurred_at=utcnow(),
-            payload={"id": filing.id},
-            next_attempt_at=utcnow(),
-        )
-        db.session.add(event)
-        db.session.flush()
-        outbox.event_after_commit(event.id)
+        outbox.event_after_commit(an_event_of(filing.id).id)
     db.session.commit()
     assert rq_queues[queues.WEBHOOKS].count == SLOW_EVENTS
 
