@@ -30,7 +30,7 @@ from portal.extensions import db
 from portal.models import Event, Filing, MessageKind, MessageStatus, SmsMessage, Verification
 from tests.factories import run_worker
 from tests.servers import Endpoint
-from tests.test_queues import start_flask, wait_for
+from tests.stack import start_flask, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RECEIVER_DELAY_SECONDS = 2.0
