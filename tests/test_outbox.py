@@ -286,8 +286,11 @@ def test_holds_outlast_the_jobs_that_take_them():
     assert outbox.EVENT_BATCH_SECONDS > outbox.EVENT_BATCH * webhooks.TIMEOUT_SECONDS
 
 
+OUR_PACKAGES = ("portal", "provinces", "tests")
+
+
 def module_imports(path: Path, package: str) -> set[str]:
-    """The portal modules `path` imports when it is imported (top-level statements only)."""
+    """The modules of ours `path` imports when it is imported (top-level statements only)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in tree.body:
@@ -300,7 +303,7 @@ def module_imports(path: Path, package: str) -> set[str]:
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
                 found.add(submodule if module_path(submodule) else base)
-    return {name for name in found if name.split(".")[0] in ("portal", "provinces")}
+    return {name for name in found if name.split(".")[0] in OUR_PACKAGES}
 
 
 def module_path(name: str) -> Path | None:
@@ -311,9 +314,11 @@ def module_path(name: str) -> Path | None:
     return None
 
 
-def test_no_module_of_the_app_imports_itself_round_a_circle():
+def test_no_module_imports_itself_round_a_circle():
+    # The tests are included: a circle between two test modules imports in one order only,
+    # so it passes locally and breaks collection on CI.
     graph: dict[str, set[str]] = {}
-    for top in ("portal", "provinces"):
+    for top in OUR_PACKAGES:
         for path in (ROOT / top).rglob("*.py"):
             parts = path.relative_to(ROOT).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
