@@ -15,6 +15,9 @@ the second from acceptance. Once set, an expiry never moves (a resend sends the 
 (its pending verifications). It moves later when the phone whose code expires first
 verifies, and stays as it was once the filing leaves pending verification. The sweep and
 the console read it; verify, resend and the personal link check both it and the code's own.
+
+Locks follow verify's order: a filing's row first, then its verifications. Writing a code's
+expiry before locking its filing deadlocked against a verify of that code (PostgreSQL).
 """
 
 from collections.abc import Iterable
@@ -59,6 +62,7 @@ def start(
         hours = provinces[verification.province_slug].code_validity_hours
         by_hours.setdefault(hours, set()).add(verification.id)
         filing_ids.add(verification.filing_id)
+    _lock_filings(filing_ids)
     for hours, verification_ids in by_hours.items():
         db.session.execute(
             sa.update(Verification)
@@ -81,6 +85,7 @@ def give_up(message: SmsMessage) -> None:
     if verification.expires_at is not None or db.session.scalar(others.exists().select()):
         return
     filing = verification.filing
+    _lock_filings([filing.id])
     hours = filing.province.code_validity_hours
     db.session.execute(
         sa.update(Verification)
@@ -89,6 +94,17 @@ def give_up(message: SmsMessage) -> None:
         .execution_options(synchronize_session=False)
     )
     refresh([filing.id])
+
+
+def _lock_filings(filing_ids: Iterable[str]) -> None:
+    """Row locks on these filings until commit, taken in id order (no lock of a row is
+    waited for while holding one that a verify of the same filing wants first)."""
+    db.session.execute(
+        sa.select(Filing.id)
+        .where(Filing.id.in_(list(filing_ids)))
+        .order_by(Filing.id)
+        .with_for_update()
+    )
 
 
 def refresh(filing_ids: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from portal import filings, verification
+from portal import deadlines, filings, verification
 from portal.api.schemas import FilingIn
 from portal.clock import utcnow
 from portal.extensions import db
@@ -357,6 +357,72 @@ def test_right_code_losing_the_race_with_the_fifth_wrong_id_is_not_told_already_
     assert outcomes["right"] is expected
     assert fresh_filing(filing["id"]).status == FilingStatus.RETURNED
     assert len(events_of(filing["id"])) == 1
+
+
+def test_a_right_code_entered_while_its_first_text_is_being_marked_sent_does_not_deadlock(
+    app, filing, backend, monkeypatch
+):
+    """The applicant types the code the moment it arrives, while the worker that handed it
+    over still has to record the sending (its validity starts, its filing's deadline follows).
+
+    Verify locks the filing, then writes the verification; the worker must take the same
+    locks in the same order, or PostgreSQL finds a deadlock and one of them fails."""
+    db.session.execute(
+        sa.update(Verification)
+        .where(Verification.phone_digest == phone_digest(PHONE_A))
+        .values(expires_at=None)
+    )
+    db.session.commit()
+    has_locked, go_on = threading.Event(), threading.Event()
+    lock_filing = verification.lock
+
+    def pausing_lock_filing(filing_id):
+        locked = lock_filing(filing_id)
+        has_locked.set()
+        assert go_on.wait(timeout=30)
+        return locked
+
+    monkeypatch.setattr(verification, "lock", pausing_lock_filing)
+    outcomes: list[Outcome] = []
+    errors: list[BaseException] = []
+
+    def enter_the_code() -> None:
+        with app.app_context():
+            try:
+                code = filing["codes"][PHONE_A]
+                outcomes.append(verify("tianjin", PHONE_A, code, ID_A_LAST6, utcnow()).outcome)
+                db.session.commit()
+            except BaseException as error:  # reported below, whatever it is
+                errors.append(error)
+
+    def record_the_sending() -> None:
+        with app.app_context():
+            try:
+                handed_over = verification_of(PHONE_A)
+                deadlines.start(
+                    [handed_over], utcnow(), {"tianjin": db.session.get(Province, "tianjin")}
+                )
+                db.session.commit()
+            except BaseException as error:  # reported below, whatever it is
+                errors.append(error)
+            finally:
+                go_on.set()
+
+    applicant = threading.Thread(target=enter_the_code)
+    worker = threading.Thread(target=record_the_sending)
+    applicant.start()
+    assert has_locked.wait(timeout=30)
+    worker.start()
+    wait_until_finished_or_blocked(worker, backend)
+    go_on.set()
+    for thread in (applicant, worker):
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    assert errors == []
+    assert outcomes == [Outcome.VERIFIED_OTHERS_PENDING]
+    record = verification_of(PHONE_A)
+    assert record.status == VerificationStatus.VERIFIED
+    assert record.expires_at is not None
 
 
 def wait_until_finished_or_blocked(thread: threading.Thread, backend: str) -> None:
