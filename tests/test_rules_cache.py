@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from portal import rules_cache
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import FilingTypeRule, Province
@@ -19,7 +18,9 @@ from tests.admins import csrf, make_admin, sign_in
 from tests.test_startup import STARTUP_SECONDS, free_port, process_env
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEN_WITHIN = rules_cache.SECONDS + 2  # the bound, plus a request's time on a busy machine
+# "Within a few seconds" (issue 14), fixed here rather than read from rules_cache.SECONDS: a
+# copy kept too long then fails the test instead of stretching its wait.
+SEEN_WITHIN = 6.0
 VALIDITY = "验证码自首次发送起 {hours} 小时内有效"
 
 
@@ -116,7 +117,8 @@ def test_a_filing_type_rule_change_reaches_the_other_processes_within_seconds(
 ):
     page = f"{other_process}/tianjin/verify"
     row = '<th scope="row">取消接入</th><td>{}</td>'
-    assert row.format("暂不验证") in _page(page)[1]
+    for _ in range(10):  # every worker has read the rules before the change
+        assert row.format("暂不验证") in _page(page)[1]
 
     data = {"verification_required": "y", "csrf_token": csrf(client)}
     assert client.post("/admin/rules/cancel_access", data=data).status_code == 302
