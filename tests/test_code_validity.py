@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from flask_migrate import upgrade
 
 from portal import sweeps
 from portal.clock import SHANGHAI
@@ -17,6 +18,7 @@ from portal.models import Filing, MessageStatus, Province, SmsMessage, Verificat
 from portal.resend import resend
 from portal.verification import verify
 from tests.servers import Endpoint
+from tests.test_migrations import empty_database, fresh_app  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("allow_local_callbacks")
 
@@ -203,3 +205,72 @@ def test_a_code_never_sent_runs_from_acceptance_beside_one_that_was(
     )
     assert filing_of(filing_id).deadline == ACCEPTED + timedelta(hours=24)
     assert sweeps.expire(ACCEPTED + timedelta(hours=24)) == [filing_id]
+
+
+def test_the_validity_migration_gives_stuck_codes_an_expiry_from_acceptance(fresh_app):  # noqa: F811
+    """Migration 0013 on a database whose filings ran from their first text: a pending code
+    with a text sent expires with its filing's deadline; one whose only text failed for good
+    (it waited forever until then) expires, with its filing, at acceptance + validity."""
+    upgrade(revision="outbox")
+    tables = sa.MetaData()
+    tables.reflect(db.engine, only=["providers", "filings", "verifications", "sms_messages"])
+    providers, filings, verifications, texts = (
+        tables.tables[name] for name in ("providers", "filings", "verifications", "sms_messages")
+    )
+    accepted, deadline = datetime(2026, 11, 2, 6), datetime(2026, 11, 3, 6, 5)
+    db.session.execute(
+        providers.insert().values(
+            id=1,
+            name="接入商",
+            api_key_digest="k" * 64,
+            webhook_secret_sealed="s",
+            active=True,
+            created_at=accepted,
+        )
+    )
+    for number, (filing_id, text_status) in enumerate(
+        [("F-SENT", "sent"), ("F-STUCK", "failed")], 1
+    ):
+        db.session.execute(
+            filings.insert().values(
+                id=filing_id, provider_id=1, reference=f"R{number}", province_slug="tianjin",
+                type="new_filing", status="pending_verification", content={}, created_at=accepted,
+                deadline=deadline if text_status == "sent" else None,
+            )
+        )  # fmt: skip
+        db.session.execute(
+            verifications.insert().values(
+                id=number, filing_id=filing_id, province_slug="tianjin", roles=["entity"],
+                code_digest=f"code-{number}", id_digest=f"id-{number}", id_masked="120***1239",
+                phone_digest=f"phone-{number}", phone_masked="139****0001",
+                status="pending", wrong_id_count=0, resend_count=0, noon_resend_at=deadline,
+                noon_resent=False,
+            )
+        )  # fmt: skip
+        db.session.execute(
+            texts.insert().values(
+                verification_id=number, kind="first", status=text_status, attempts=1,
+                created_at=accepted,
+            )
+        )  # fmt: skip
+    db.session.commit()
+
+    upgrade(revision="validity")
+    expiry_of = dict(
+        db.session.execute(sa.text("SELECT filing_id, expires_at FROM verifications")).all()
+    )
+    deadline_of = dict(db.session.execute(sa.text("SELECT id, deadline FROM filings")).all())
+    from_acceptance = accepted + timedelta(hours=24)
+    assert {filing: _naive(at) for filing, at in expiry_of.items()} == {
+        "F-SENT": deadline,
+        "F-STUCK": from_acceptance,
+    }
+    assert {filing: _naive(at) for filing, at in deadline_of.items()} == {
+        "F-SENT": deadline,
+        "F-STUCK": from_acceptance,
+    }
+
+
+def _naive(value) -> datetime:
+    """SQLite's raw `SELECT` gives the stored text; PostgreSQL a datetime."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
