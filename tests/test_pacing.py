@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from rq.registry import ScheduledJobRegistry
 
 from portal.clock import utcnow
-from portal.delivery import relay
+from portal.delivery import pacing, relay
 from portal.delivery.pacing import Limits, next_slot
 from portal.extensions import db
 from portal.messages import LABELS, Outcome
@@ -192,3 +192,19 @@ def test_on_rq_a_waiting_text_is_a_job_delayed_to_its_time(queue, clock, submit_
     assert [m.status for m in texts()] == [MessageStatus.SENT] * 2
     assert len(sent_texts(env["SMS_FILE_PATH"])) == 2
     assert registry.count == 0
+
+
+def test_a_text_another_job_is_sending_makes_the_next_to_that_phone_wait(
+    queue, clock, submit_filing
+):
+    """Two jobs at once, each with a text to the same phone (two filings naming one person):
+    the second plans while the first is sending, before the database shows that text sent."""
+    submit_filing(one_phone("REF-1"))
+    submit_filing(one_phone("REF-2"))
+    first, second = texts()
+
+    assert pacing.plan([first], clock.now) == ([first], [])
+    assert pacing.plan([second], clock.now) == ([], [(second, clock.now + MINUTE)])
+    assert pacing.plan([first], clock.now) == ([first], []), "a retry is not held by itself"
+    clock.now += MINUTE
+    assert pacing.plan([second], clock.now) == ([second], [])

@@ -4,20 +4,43 @@ within `SMS_PHONE_HOURLY` in any hour and `SMS_PHONE_DAILY` in any 24 hours. A t
 waits until then; it is never dropped.
 
 The texts already sent are counted from the database by phone digest, so the rule holds
-across workers and restarts.
+across workers and restarts. A text another job is sending at this moment is not in the
+database yet: so a text about to go first reserves its phone's interval in Redis, and a second
+job's text to that phone waits for it (without Redis, jobs run in one process, one at a time).
 """
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
+from redis.exceptions import RedisError
 
+from portal import queues
 from portal.extensions import db
 from portal.models import MessageStatus, SmsMessage, Verification
 
+log = logging.getLogger(__name__)
+
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Holds a phone's interval for a text, unless another text holds it until later: answers the
+# time (µs since the epoch) it is held until, or 0 once held for this text. The times are the
+# portal's clock, so a moved clock moves them; Redis's own expiry only cleans up.
+_RESERVE = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local text, held_until = string.match(held, '^(%d+)|(%d+)$')
+  if text ~= ARGV[1] and tonumber(held_until) > tonumber(ARGV[2]) then
+    return tonumber(held_until)
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4])
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -69,7 +92,40 @@ def plan(
             ready.append(message)
         else:
             waiting.append((message, slot))
-    return ready, waiting
+    held = _reserve(ready, now, limits)
+    waiting += [(message, held[message.id]) for message in ready if message.id in held]
+    return [message for message in ready if message.id not in held], waiting
+
+
+def _reserve(messages: list[SmsMessage], now: datetime, limits: Limits) -> dict[int, datetime]:
+    """Hold each phone's interval for the text about to go to it, in one round trip; returns
+    the texts whose phone another job's text holds, with when it lets the next go."""
+    queue = queues.rq_queue(queues.SMS)
+    if queue is None or not messages or not limits.min_interval:
+        return {}
+    reserve = queue.connection.register_script(_RESERVE)
+    pipeline = queue.connection.pipeline(transaction=False)
+    for message in messages:
+        reserve(
+            keys=[f"pacing:phone:{message.verification.phone_digest}"],
+            args=[message.id, _microseconds(now), _microseconds(now + limits.min_interval),
+                  int(limits.min_interval.total_seconds()) + 60],
+            client=pipeline,
+        )  # fmt: skip
+    try:
+        answers = pipeline.execute()
+    except RedisError as error:
+        log.warning("pacing reservations not checked (%s): the database's count alone", error)
+        return {}
+    return {
+        message.id: EPOCH + timedelta(microseconds=held_until)
+        for message, held_until in zip(messages, answers, strict=True)
+        if held_until
+    }
+
+
+def _microseconds(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def _texts_of_phones(
