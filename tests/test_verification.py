@@ -339,14 +339,7 @@ def test_right_code_losing_the_race_with_the_fifth_wrong_id_is_not_told_already_
 
     right = threading.Thread(target=run, name="right-code", args=("right", PHONE_A, ID_A_LAST6))
     wrong = threading.Thread(target=run, name="fifth-wrong", args=("wrong", PHONE_B, WRONG_ID))
-    right.start()
-    assert has_read.wait(timeout=30)
-    wrong.start()
-    wait_until_finished_or_blocked(wrong, backend)
-    go_on.set()
-    for thread in (right, wrong):
-        thread.join(timeout=30)
-        assert not thread.is_alive()
+    run_second_while_first_pauses(right, wrong, has_read, go_on, backend)
     assert errors == []
     assert outcomes["wrong"] is Outcome.FAILED
     a_status = verification_of(PHONE_A).status
@@ -410,19 +403,31 @@ def test_a_right_code_entered_while_its_first_text_is_being_marked_sent_does_not
 
     applicant = threading.Thread(target=enter_the_code)
     worker = threading.Thread(target=record_the_sending)
-    applicant.start()
-    assert has_locked.wait(timeout=30)
-    worker.start()
-    wait_until_finished_or_blocked(worker, backend)
-    go_on.set()
-    for thread in (applicant, worker):
-        thread.join(timeout=30)
-        assert not thread.is_alive()
+    run_second_while_first_pauses(applicant, worker, has_locked, go_on, backend)
     assert errors == []
     assert outcomes == [Outcome.VERIFIED_OTHERS_PENDING]
     record = verification_of(PHONE_A)
     assert record.status == VerificationStatus.VERIFIED
     assert record.expires_at is not None
+
+
+def run_second_while_first_pauses(
+    first: threading.Thread,
+    second: threading.Thread,
+    paused: threading.Event,
+    go_on: threading.Event,
+    backend: str,
+) -> None:
+    """`first` runs until it sets `paused`; `second` runs until it finishes or waits on a row
+    lock; then `first` goes on, and both finish."""
+    first.start()
+    assert paused.wait(timeout=30)
+    second.start()
+    wait_until_finished_or_blocked(second, backend)
+    go_on.set()
+    for thread in (first, second):
+        thread.join(timeout=30)
+        assert not thread.is_alive()
 
 
 def wait_until_finished_or_blocked(thread: threading.Thread, backend: str) -> None:
