@@ -117,6 +117,7 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
         personal_data_sealed=seal_principals(filing_id, principals),
         created_at=now,
         status=FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
+        verifications=[],  # held in memory as they are issued: the answer reads no row back
     )
     db.session.add(filing)
     if checked:

@@ -731,6 +731,35 @@ def test_post_answers_201_with_the_filing_as_json(post):
     assert response.get_json()["id"] == db.session.scalar(sa.select(Filing.id))
 
 
+def test_a_filing_queued_for_rq_is_answered_as_a_get_reads_it_with_no_read_after_the_commit(
+    queue, client, provider
+):
+    """The answer is described from what the intake holds, before the commit expires it."""
+    _, headers = provider
+    seen: list[str] = []
+
+    def statement(connection, cursor, sql, *args) -> None:
+        seen.append(sql.split()[0])
+
+    def commit(connection) -> None:
+        seen.append("COMMIT")
+
+    sa.event.listen(db.engine, "before_cursor_execute", statement)
+    sa.event.listen(db.engine, "commit", commit)
+    try:
+        response = client.post(FILINGS, json=new_filing_body(), headers=headers)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", statement)
+        sa.event.remove(db.engine, "commit", commit)
+    assert response.status_code == 201
+    assert seen[-1] == "COMMIT", seen
+    answer = response.get_json()
+    assert [v["delivery"] for v in answer["verifications"]] == ["queued", "queued"]
+    assert answer["deadline"] is None
+    assert answer == client.get(f"{FILINGS}/{answer['id']}", headers=headers).get_json()
+    assert queue.count == 1
+
+
 # --- OpenAPI -------------------------------------------------------------------------------
 
 

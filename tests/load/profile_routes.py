@@ -26,6 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.bench_verify_timing import scratch_database
+from tests.conftest import pg_database
 from tests.factories import CAPTCHA, form_fields
 from tests.load.data import filing_body
 
@@ -128,6 +129,14 @@ def profile(route: str, ask: Callable[[], None], requests: int, top: int) -> str
     return out.getvalue()
 
 
+def _database(backend: str):
+    """A scratch database; on PostgreSQL one named for this process, so that two profiles
+    (two engineers, a before and an after tree) can run at once."""
+    if backend == "sqlite":
+        return scratch_database(backend)
+    return pg_database(f"portal_profile_{os.getpid()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
@@ -135,7 +144,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--route", default=",".join(ROUTES))
     args = parser.parse_args()
-    with scratch_database(args.backend) as url, tempfile.TemporaryDirectory() as folder:
+    with _database(args.backend) as url, tempfile.TemporaryDirectory() as folder:
         app, api_key = build_app(url, Path(folder) / "sms.jsonl")
         client = app.test_client()
         for route in args.route.split(","):
