@@ -101,11 +101,13 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
         if existing is None:
             raise
         return existing, False
+    # Drawn before the first write, which on SQLite locks out every other intake till commit.
+    codes = _unused_codes(province_slug, len(people)) if checked else []
     filing = _insert_unless_referenced(provider, data, body, province_slug, checked, now)
     if filing is None:
         return _resubmitted(provider, data, body), False
     if checked:
-        verifications = _issue_codes(filing, people)
+        verifications = _issue_codes(filing, people, codes)
         send_codes(verifications, MessageKind.INITIAL, now)
     return filing, True
 
@@ -247,8 +249,7 @@ def _type_is_checked(filing_type: str) -> bool:
     return rules_cache.checked_types().get(filing_type, False)
 
 
-def _issue_codes(filing: Filing, people: list[Person]) -> list[Verification]:
-    codes = _unused_codes(filing.province_slug, len(people))
+def _issue_codes(filing: Filing, people: list[Person], codes: list[str]) -> list[Verification]:
     verifications = [
         Verification(
             filing=filing,
