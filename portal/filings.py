@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events, personal_links, rules_cache
 from portal.api.schemas import (
@@ -89,13 +91,30 @@ class Person:
 
 def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, bool]:
     """Take a filing in; returns it and whether it is new. A known reference returns its filing
-    when the body is the same, and is refused when it is not."""
+    when the body is the same, and is refused when it is not, whatever the checks of the body
+    say: the reference is looked up when the body is refused or when the insert finds it taken."""
     body = _canonical_body(data)
-    existing = find_by_reference(provider.id, data.reference)
-    if existing is not None:
-        if not _same_body(existing, body):
-            raise ReferenceConflict(existing)
+    try:
+        province_slug, people, checked = _checks(data, now)
+    except IntakeError:
+        existing = _resubmitted(provider, data, body)
+        if existing is None:
+            raise
         return existing, False
+    # Drawn before the first write, which on SQLite locks out every other intake till commit.
+    codes = _unused_codes(province_slug, len(people)) if checked else []
+    filing = _insert_unless_referenced(provider, data, body, province_slug, checked, now)
+    if filing is None:
+        return _resubmitted(provider, data, body), False
+    if checked:
+        verifications = _issue_codes(filing, people, codes)
+        send_codes(verifications, MessageKind.INITIAL, now)
+    return filing, True
+
+
+def _checks(data: FilingIn, now: datetime) -> tuple[str, list[Person], bool]:
+    """The filing's province, the people to check and whether they are checked; or an
+    IntakeError."""
     province = rules_cache.province(data.province)
     if province is None:
         raise IntakeError("province", "unknown_province", f"no province {data.province!r}")
@@ -103,26 +122,46 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
     if data.type == FilingType.NEW_ACCESS:
         _check_against_records(data)
     checked = bool(people) and province.is_live(now) and _type_is_checked(data.type)
+    return province.slug, people, checked
+
+
+def _resubmitted(provider: Provider, data: FilingIn, body: str) -> Filing | None:
+    """The provider's filing of this reference, if the body is the same; a conflict if not."""
+    existing = find_by_reference(provider.id, data.reference)
+    if existing is not None and not _same_body(existing, body):
+        raise ReferenceConflict(existing)
+    return existing
+
+
+def _insert_unless_referenced(
+    provider: Provider, data: FilingIn, body: str, province_slug: str, checked: bool, now: datetime
+) -> Filing | None:
+    """The new filing, inserted unless the provider's reference is taken (then None): one
+    statement checks and inserts, and a concurrent intake of the reference is waited for."""
     filing_id = uuid.uuid4().hex
     content, principals = _stored_content(data)
-    filing = Filing(
-        id=filing_id,
-        provider_id=provider.id,
-        reference=data.reference,
-        province_slug=province.slug,
-        type=data.type,
-        change_scope=data.change_scope,
-        content=content,
-        body_digest=sealing.digest(BODY_DIGEST_PURPOSE, body),
-        personal_data_sealed=seal_principals(filing_id, principals),
-        created_at=now,
-        status=FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
-    )
-    db.session.add(filing)
-    if checked:
-        verifications = _issue_codes(filing, people)
-        send_codes(verifications, MessageKind.INITIAL, now)
-    return filing, True
+    row = {
+        "id": filing_id,
+        "provider_id": provider.id,
+        "reference": data.reference,
+        "province_slug": province_slug,
+        "type": data.type,
+        "change_scope": data.change_scope,
+        "content": content,
+        "body_digest": sealing.digest(BODY_DIGEST_PURPOSE, body),
+        "personal_data_sealed": seal_principals(filing_id, principals),
+        "created_at": now,
+        "status": FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
+    }
+    insert = _INSERTS[db.session.get_bind().dialect.name](Filing)
+    statement = insert.on_conflict_do_nothing(index_elements=["provider_id", "reference"])
+    filing = db.session.scalars(statement.returning(Filing), [row]).one_or_none()
+    if filing is not None:  # its codes are held in memory as they are issued (the answer)
+        set_committed_value(filing, "verifications", [])
+    return filing
+
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def find_by_reference(provider_id: int, reference: str) -> Filing | None:
@@ -210,8 +249,7 @@ def _type_is_checked(filing_type: str) -> bool:
     return rules_cache.checked_types().get(filing_type, False)
 
 
-def _issue_codes(filing: Filing, people: list[Person]) -> list[Verification]:
-    codes = _unused_codes(filing.province_slug, len(people))
+def _issue_codes(filing: Filing, people: list[Person], codes: list[str]) -> list[Verification]:
     verifications = [
         Verification(
             filing=filing,

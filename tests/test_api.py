@@ -492,26 +492,28 @@ def test_a_filing_taken_in_before_body_digests_answers_its_reference_with_200(po
 def test_a_reference_committed_meanwhile_by_another_intake_is_answered_as_a_resubmission(
     post, monkeypatch, caplog, same_body
 ):
-    """The other intake commits between this one's lookup and its insert: the unique index
-    refuses the insert and the intake is taken in again, finding the other's filing."""
-    first = post(new_filing_body())
-    real_lookup, lookups = filings.find_by_reference, []
+    """The other intake commits while this one checks the body: this one's insert finds the
+    reference taken (on PostgreSQL it would wait for the other's commit), and the other's
+    filing is the answer, with no second attempt."""
+    real_checks, others = filings._checks, []
 
-    def stale_first_lookup(*args):
-        lookups.append(args)
-        return None if len(lookups) == 1 else real_lookup(*args)
+    def another_intake_meanwhile(*args):
+        if not others:
+            others.append("its own checks run this once more")
+            others[0] = post(new_filing_body())
+        return real_checks(*args)
 
-    monkeypatch.setattr(filings, "find_by_reference", stale_first_lookup)
+    monkeypatch.setattr(filings, "_checks", another_intake_meanwhile)
     phone = SITE_PHONE if same_body else "13900000009"
     response = post(new_filing_body(websites=[website("a.example.cn", phone, ID_B)]))
+    assert others[0].status_code == 201
     if same_body:
         assert response.status_code == 200
-        assert response.get_json()["id"] == first.get_json()["id"]
+        assert response.get_json() == others[0].get_json()
     else:
         assert_problem(response, 409, "reference_conflict")
     assert filing_count() == 1
-    assert len(lookups) == 2
-    assert "intake attempt 1 of 3 met a concurrent intake" in caplog.text
+    assert "met a concurrent intake" not in caplog.text
 
 
 def test_same_reference_from_another_provider_is_another_filing(
@@ -729,6 +731,35 @@ def test_post_answers_201_with_the_filing_as_json(post):
     assert response.status_code == 201
     assert response.mimetype == "application/json"
     assert response.get_json()["id"] == db.session.scalar(sa.select(Filing.id))
+
+
+def test_a_filing_queued_for_rq_is_answered_as_a_get_reads_it_with_no_read_after_the_commit(
+    queue, client, provider
+):
+    """The answer is described from what the intake holds, before the commit expires it."""
+    _, headers = provider
+    seen: list[str] = []
+
+    def statement(connection, cursor, sql, *args) -> None:
+        seen.append(sql.split()[0])
+
+    def commit(connection) -> None:
+        seen.append("COMMIT")
+
+    sa.event.listen(db.engine, "before_cursor_execute", statement)
+    sa.event.listen(db.engine, "commit", commit)
+    try:
+        response = client.post(FILINGS, json=new_filing_body(), headers=headers)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", statement)
+        sa.event.remove(db.engine, "commit", commit)
+    assert response.status_code == 201
+    assert seen[-1] == "COMMIT", seen
+    answer = response.get_json()
+    assert [v["delivery"] for v in answer["verifications"]] == ["queued", "queued"]
+    assert answer["deadline"] is None
+    assert answer == client.get(f"{FILINGS}/{answer['id']}", headers=headers).get_json()
+    assert queue.count == 1
 
 
 # --- OpenAPI -------------------------------------------------------------------------------

@@ -7,11 +7,14 @@ import sqlalchemy as sa
 from portal.api.schemas import EventOut, FilingOut, VerificationOut, WebhookAttemptOut
 from portal.clock import iso_shanghai
 from portal.extensions import db
-from portal.models import Event, Filing, SmsMessage
+from portal.models import Event, Filing, MessageStatus, SmsMessage
 
 
-def describe(filing: Filing) -> FilingOut:
-    delivery = latest_deliveries([v.id for v in filing.verifications])
+def describe(filing: Filing, delivery: dict[int, str] | None = None) -> FilingOut:
+    """The filing as its provider sees it; `delivery` is each verification's latest text's
+    state when the caller holds it (`taken_in`), read otherwise."""
+    if delivery is None:
+        delivery = latest_deliveries([v.id for v in filing.verifications])
     return FilingOut(
         id=filing.id,
         reference=filing.reference,
@@ -31,6 +34,12 @@ def describe(filing: Filing) -> FilingOut:
             for v in filing.verifications
         ],
     )
+
+
+def taken_in(filing: Filing) -> FilingOut:
+    """A filing just taken in, from what its intake holds (before the commit expires it):
+    each of its codes has one text, queued."""
+    return describe(filing, {v.id: MessageStatus.QUEUED for v in filing.verifications})
 
 
 def latest_deliveries(verification_ids: list[int]) -> dict[int, str]:

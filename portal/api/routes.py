@@ -9,10 +9,11 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from portal.api.description import describe, describe_event
+from portal.api.description import describe, describe_event, taken_in
 from portal.api.openapi import document
-from portal.api.schemas import EventList, FieldError, FilingIn, Problem
+from portal.api.schemas import EventList, FieldError, FilingIn, FilingOut, Problem
 from portal.clock import utcnow
+from portal.delivery import outbox
 from portal.extensions import db
 from portal.filings import IntakeError, ReferenceConflict, submit
 from portal.messages import Outcome
@@ -84,23 +85,27 @@ def require_api_key():
 def create_filing() -> Response:
     data = _parse(FilingIn)
     try:
-        filing, created = _take_in(data)
+        answer, created = _take_in(data)
     except ReferenceConflict as error:
         raise _refused(409, "This reference was used for another filing", error) from error
     except IntakeError as error:
         raise _refused(422, "The filing cannot be accepted", error) from error
-    return _json(describe(filing).model_dump(mode="json"), 201 if created else 200)
+    return _json(answer.model_dump(mode="json"), 201 if created else 200)
 
 
-def _take_in(data: FilingIn) -> tuple[Filing, bool]:
-    """Submit and commit. When a concurrent intake committed the same code or the same
-    reference first, the unique index refuses this one; taken in again, it sees the other's
-    rows: it draws around its codes, or finds the filing of the reference."""
+def _take_in(data: FilingIn) -> tuple[FilingOut, bool]:
+    """Submit and commit; the answer is described before the commit expires the filing. When
+    a concurrent intake committed the same code or the same reference first, the unique index
+    refuses this one; taken in again, it sees the other's rows: it draws around its codes, or
+    finds the filing of the reference."""
     for attempt in range(1, INTAKE_ATTEMPTS + 1):
         try:
-            result = submit(g.provider, data, utcnow())
+            filing, created = submit(g.provider, data, utcnow())
+            answer = taken_in(filing) if created else describe(filing)
             db.session.commit()
-            return result
+            if created and answer.verifications and outbox.texts_run_in_process():
+                answer = describe(filing)  # the commit sent the texts and set the deadline
+            return answer, created
         except IntegrityError:
             db.session.rollback()
             log.warning("intake attempt %d of %d met a concurrent intake", attempt, INTAKE_ATTEMPTS)

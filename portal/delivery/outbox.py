@@ -98,6 +98,11 @@ def _forget_uncommitted(session, transaction) -> None:
         session.info.pop(_ASKED, None)
 
 
+def texts_run_in_process() -> bool:
+    """Without Redis a commit sends its texts itself, before it returns."""
+    return queues.rq_queue(queues.SMS) is None
+
+
 def queue_texts(message_ids: list[int]) -> None:
     """Texts `SMS_BATCH` to a job (a filing's texts, or a noon resend of thousands). A batch
     job that fails as a whole (the database away) is run again by RQ; it claims only the texts

@@ -26,6 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.bench_verify_timing import scratch_database
+from tests.conftest import pg_database
 from tests.factories import CAPTCHA, form_fields
 from tests.load.data import filing_body
 
@@ -106,7 +107,7 @@ def count_statements(app, ask: Callable[[], None], requests: int = 20) -> float:
     return len(seen) / requests
 
 
-def profile(route: str, ask: Callable[[], None], requests: int, top: int) -> str:
+def profile(route: str, ask: Callable[[], None], requests: int, top: int, cpu: bool = False) -> str:
     for _ in range(30):  # warm-up: pools, template cache, imports
         ask()
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -114,7 +115,7 @@ def profile(route: str, ask: Callable[[], None], requests: int, top: int) -> str
         ask()
     cpu_ms = (time.process_time() - cpu_start) / requests * 1000
     mean_ms = (time.perf_counter() - start) / requests * 1000
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time) if cpu else cProfile.Profile()
     profiler.enable()
     for _ in range(requests):
         ask()
@@ -128,21 +129,35 @@ def profile(route: str, ask: Callable[[], None], requests: int, top: int) -> str
     return out.getvalue()
 
 
+def _database(backend: str):
+    """A scratch database; on PostgreSQL one named for this process, so that two profiles
+    (two engineers, a before and an after tree) can run at once."""
+    if backend == "sqlite":
+        return scratch_database(backend)
+    return pg_database(f"portal_profile_{os.getpid()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--route", default=",".join(ROUTES))
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="profile this process's CPU time, not the wall clock (waits on PostgreSQL and "
+        "Redis drop out, and so does most of a busy machine's noise)",
+    )
     args = parser.parse_args()
-    with scratch_database(args.backend) as url, tempfile.TemporaryDirectory() as folder:
+    with _database(args.backend) as url, tempfile.TemporaryDirectory() as folder:
         app, api_key = build_app(url, Path(folder) / "sms.jsonl")
         client = app.test_client()
         for route in args.route.split(","):
             ask = asker(route, client, api_key)
             statements = count_statements(app, ask)
             print(f"-- {route}: {statements:.1f} SQL statements a request", flush=True)
-            print(profile(route, ask, args.requests, args.top), flush=True)
+            print(profile(route, ask, args.requests, args.top, args.cpu), flush=True)
         from portal.extensions import db
 
         with app.app_context():
