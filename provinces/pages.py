@@ -193,9 +193,13 @@ def captcha_refresh():
 
 @bp.context_processor
 def page_texts() -> dict:
-    """The help beside the forms (which filing types are checked, read only when a page
-    asks) and the result region's word for a form with field errors."""
-    return {"filing_rules": rules_cache.checked_types, "form_errors_label": FORM_ERRORS_LABEL}
+    """The help beside the forms (which filing types are checked: rendered once per province
+    and rules copy) and the result region's word for a form with field errors."""
+    return {
+        "filing_rules": rules_cache.checked_types,
+        "form_errors_label": FORM_ERRORS_LABEL,
+        "help_section": lambda: rules_cache.rendered("province/_help.html", g.province.slug),
+    }
 
 
 @bp.get("/captcha/<challenge_id>.wav")
