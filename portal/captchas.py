@@ -20,6 +20,7 @@ from captcha.audio import AudioCaptcha
 from captcha.image import ImageCaptcha
 from flask import current_app, session
 from redis import Redis
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from portal import queues
@@ -50,14 +51,42 @@ def new_challenge(now: datetime) -> str:
 # and used up by GETDEL: a page then writes nothing to the database. Without Redis, or while
 # it fails, the answer is a database row; a challenge is looked for in Redis, then there.
 def _new_in_redis(redis: Redis, now: datetime) -> str:
-    answer, png = _take_from_pool(redis) or (_new_answer(), None)
+    """One round trip: the script takes an image from the pool (or, with none, keeps the
+    answer drawn here) and stores the challenge; the image never leaves Redis."""
     challenge_id = uuid.uuid4().hex
-    with redis.pipeline(transaction=False) as pipe:
-        pipe.set(_challenge_key(challenge_id), f"{answer}|{now.isoformat()}", ex=REDIS_EXPIRY)
-        if png:
-            pipe.set(_image_key(challenge_id), png, ex=IMAGE_TTL)
-        pipe.execute()
+    answer, created_at = _new_answer(), now.isoformat()
+    if not _pool_size():
+        redis.set(_challenge_key(challenge_id), f"{answer}|{created_at}", ex=REDIS_EXPIRY)
+        return challenge_id
+    keys = [_pool_key(), _challenge_key(challenge_id), _image_key(challenge_id), REFILL_LOCK]
+    args = [answer, created_at, REDIS_EXPIRY, IMAGE_TTL, REFILL_BELOW, REFILL_LOCK_SECONDS]
+    if _NEW_CHALLENGE(keys=keys, args=args, client=redis):
+        queues.rq_queue(queues.MAINTENANCE).enqueue("portal.jobs.refill_captchas")
     return challenge_id
+
+
+# KEYS: the pool, the challenge, its image, the refill lock. ARGV: the answer for when the
+# pool is empty, the time, the two expiries, REFILL_BELOW, the lock's seconds. A pool entry
+# is "<answer>\0<png>". It answers 1 when the caller is to queue a refill: the pool is low
+# and the lock was free (one refill job at a time, not one per page).
+_NEW_CHALLENGE = Script(
+    None,
+    b"""
+local entry = redis.call('LPOP', KEYS[1])
+local answer = ARGV[1]
+if entry then
+  local cut = string.find(entry, '\\0', 1, true)
+  answer = string.sub(entry, 1, cut - 1)
+  redis.call('SET', KEYS[3], string.sub(entry, cut + 1), 'EX', ARGV[4])
+end
+redis.call('SET', KEYS[2], answer .. '|' .. ARGV[2], 'EX', ARGV[3])
+if redis.call('LLEN', KEYS[1]) < tonumber(ARGV[5])
+    and redis.call('SET', KEYS[4], 1, 'NX', 'EX', ARGV[6]) then
+  return 1
+end
+return 0
+""",
+)
 
 
 def _kept_in_database(answer: str, now: datetime) -> str:
@@ -117,6 +146,8 @@ POOL_SIZE = 2000  # the default of CAPTCHA_POOL_SIZE
 REFILL_BELOW = 500
 REFILL_BATCH = 500
 IMAGE_TTL = 60
+REFILL_LOCK = "captcha:refilling"
+REFILL_LOCK_SECONDS = 30
 # Redis drops an unused challenge a minute after its lifetime (solve() checks the lifetime).
 REDIS_EXPIRY = int(LIFETIME.total_seconds()) + 60
 
@@ -133,25 +164,6 @@ def _pool_size() -> int:
 def _pool_key() -> str:
     # Test answers (load runs) get a pool of their own: its images show that answer.
     return "captcha:pool:test" if current_app.config["CAPTCHA_TEST_ANSWER"] else "captcha:pool"
-
-
-def _take_from_pool(redis: Redis) -> tuple[str, bytes] | None:
-    if not _pool_size():
-        return None
-    with redis.pipeline(transaction=False) as pipe:
-        entry, left = pipe.lpop(_pool_key()).llen(_pool_key()).execute()
-    if left < REFILL_BELOW:
-        _ask_for_refill(redis)
-    if not entry:
-        return None
-    answer, _, png = entry.partition(b"\0")
-    return answer.decode(), png
-
-
-def _ask_for_refill(redis: Redis) -> None:
-    """Queue one refill job at a time (a short lock stops every page from queueing one)."""
-    if redis.set("captcha:refilling", 1, nx=True, ex=30):
-        queues.rq_queue(queues.MAINTENANCE).enqueue("portal.jobs.refill_captchas")
 
 
 def _image_key(challenge_id: str) -> str:
@@ -188,7 +200,7 @@ def refill_pool() -> int:
             redis.rpush(_pool_key(), *made)
         return len(made)
     finally:
-        redis.delete("captcha:refilling")
+        redis.delete(REFILL_LOCK)
 
 
 def audio(challenge_id: str) -> BytesIO | None:

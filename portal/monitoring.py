@@ -8,6 +8,7 @@ process's files. Backlogs are gauges read from Redis and the database, at most e
 `BACKLOG_SECONDS` per process.
 """
 
+import functools
 import ipaddress
 import os
 import time
@@ -81,8 +82,14 @@ def _observe(response: Response) -> Response:
     started = g.get("request_started")
     endpoint = request.endpoint or "unmatched"
     if started is not None and endpoint not in _UNTIMED:
-        REQUEST_SECONDS.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        _timer(endpoint, request.method).observe(time.perf_counter() - started)
     return response
+
+
+@functools.lru_cache(maxsize=512)
+def _timer(endpoint: str, method: str):
+    """The histogram's child for one route: `labels` looks it up under a lock every call."""
+    return REQUEST_SECONDS.labels(endpoint, method)
 
 
 @bp.get("/healthz")

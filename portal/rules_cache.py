@@ -10,12 +10,13 @@ keyed by province: a page gets only its own province's row.
 """
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date
 
 import sqlalchemy as sa
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app, has_app_context, render_template
 from flask_sqlalchemy.session import Session
+from markupsafe import Markup
 
 from portal.extensions import db
 from portal.models import FilingTypeRule, Province
@@ -49,6 +50,8 @@ class _Copy:
     read_at: float
     provinces: dict[str, ProvinceSettings]
     checked_types: dict[str, bool]
+    # Parts of pages made only of the above (`rendered`), dropped with the copy.
+    parts: dict[tuple[str, str], Markup] = field(default_factory=dict)
 
 
 def init_app(app: Flask) -> None:
@@ -62,6 +65,15 @@ def province(slug: str) -> ProvinceSettings | None:
 def checked_types() -> dict[str, bool]:
     """Whether each filing type's principals are checked by SMS."""
     return _copy().checked_types
+
+
+def rendered(template: str, slug: str) -> Markup:
+    """A template that reads only the province's settings and the rules, rendered once per
+    copy: the help beside every form changes only when they do."""
+    parts = _copy().parts
+    if (template, slug) not in parts:
+        parts[template, slug] = Markup(render_template(template, province=province(slug)))
+    return parts[template, slug]
 
 
 def _copy() -> _Copy:

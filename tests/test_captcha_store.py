@@ -101,3 +101,23 @@ def test_while_redis_is_away_challenges_are_rows_and_still_used_once(env, tmp_pa
 def client_factory(request):
     """A client of the app built now (after the test has set its `env`)."""
     return lambda: request.getfixturevalue("client")
+
+
+def test_a_page_takes_its_challenge_from_the_pool_with_its_image(on_redis, client):
+    """The answer and the image come from one pool entry (split by the script in Redis)."""
+    on_redis.delete("captcha:pool:test")
+    on_redis.rpush("captcha:pool:test", b"WXYZ\0\x89PNG pooled")
+    fields = page_fields(client)
+    challenge_id = fields["captcha_id"]
+    assert on_redis.get(f"captcha:challenge:{challenge_id}").decode().startswith("WXYZ|")
+    assert 0 < on_redis.ttl(f"captcha:image:{challenge_id}") <= 60
+    assert client.get(f"/tianjin/captcha/{challenge_id}.png").data == b"\x89PNG pooled"
+    assert answered(post(client, fields, captcha="wxyz"))
+    assert not on_redis.exists("captcha:pool:test")
+
+
+def test_a_page_finding_the_pool_empty_keeps_the_answer_it_drew(on_redis, client):
+    on_redis.delete("captcha:pool:test")
+    fields = page_fields(client)
+    assert not on_redis.exists(f"captcha:image:{fields['captcha_id']}")
+    assert answered(post(client, fields))

@@ -116,6 +116,14 @@ def _assert_hardened(response, production: bool = False) -> None:
     assert (hsts == headers.STRICT_TRANSPORT_SECURITY) if production else hsts is None
 
 
+def test_a_security_header_a_view_sets_itself_is_kept_alone(app):
+    """The defaults fill in what a response lacks, whatever the case of its own names."""
+    app.add_url_rule("/own-header", "own_header", lambda: ("x", {"x-frame-options": "SAMEORIGIN"}))
+    response = app.test_client().get("/own-header")
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers["Content-Security-Policy"] == headers.CONTENT_SECURITY_POLICY
+
+
 def test_every_get_route_carries_the_security_headers(app, client):
     urls = {
         _some_url(rule)
