@@ -75,6 +75,8 @@ CONSOLE = {
     "recovery_code_used": "您使用了一个恢复码登录，还剩 {left} 个；如验证器已丢失，请联系全国管理员重置双因素认证。",
     "two_factor_reset": "已重置该账号的双因素认证，其会话已全部退出；该账号下次登录时重新绑定验证器。",
     "date_out_of_range": "请输入 {first} 至 {last} 之间的日期。",
+    "count": "共 {count} 条",
+    "count_over_cap": "{cap:,} 条以上",
     "personal_data_erased": (
         "该备案办结已超过个人信息保存期限，负责人的姓名和手机号码已于 {date} 按保存期限规定删除，"
         "仅保留脱敏信息。"

@@ -338,6 +338,45 @@ def test_search_pages(client, admins, submit_filing):
     assert second.count("/admin/filings/") == 2
 
 
+def test_the_count_stops_at_the_cap_and_the_pages_go_on_past_it(
+    client, admins, submit_filing, monkeypatch
+):
+    monkeypatch.setattr(console, "COUNT_CAP", 3)
+    monkeypatch.setattr(console, "PAGE_SIZE", 2)
+    for n in range(7):
+        submit_filing(new_filing_body(f"P-{n:02d}"))
+    sign_in(client, "tj-admin")
+    pages = [client.get(f"/admin/filings?page={n}").get_data(as_text=True) for n in (1, 3, 4)]
+    assert all("3 条以上" in page and "共" not in page for page in pages)
+    assert [page.count("/admin/filings/") for page in pages] == [2, 2, 1]
+    assert ["下一页" in page for page in pages] == [True, True, False]
+    narrowed = client.get("/admin/filings?reference=P-00").get_data(as_text=True)
+    assert "共 1 条" in narrowed
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "reference=A%22%3C&phone=139&status=approved&provider={provider}&province=gansu"
+        "&created_from=2026-01-02&created_to=2026-02-03",
+        "phone=123456789012345&status=nonsense&provider=999&created_from=bad&province=nowhere",
+        "status=&provider=&created_to=1900-01-01",
+    ],
+)
+def test_the_search_fields_read_as_wtforms_writes_them(client, app, admins, provider, query):
+    """The search form's inputs are written out in the template (WTForms' widgets were most
+    of the page's time): the same HTML, errors and selected options included."""
+    query = query.format(provider=provider[0].id)
+    sign_in(client, "boss")
+    page = client.get(f"/admin/filings?{query}").get_data(as_text=True)
+    with app.test_request_context(f"/admin/filings?{query}"):
+        login_user(db.session.get(Admin, admins["national"].id))
+        form = console._search_form()
+        for field in form:
+            assert f"{field.label}{field()}" in page
+
+
 # --- the CSV export ------------------------------------------------------------------------
 
 

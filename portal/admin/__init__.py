@@ -103,12 +103,18 @@ def role(value: str) -> str:
 
 @bp.app_template_filter("province")
 def province_name(slug: str | None) -> str:
-    """A province's name, or 全国 for none; the names are read once a request."""
+    """A province's name, or 全国 for none."""
     if slug is None:
         return NATIONWIDE
+    return province_names().get(slug, slug)
+
+
+def province_names() -> dict[str, str]:
+    """Every province's name by slug, in slug order: read once a request."""
     if "province_names" not in g:
-        g.province_names = dict(db.session.execute(sa.select(Province.slug, Province.name)).all())
-    return g.province_names.get(slug, slug)
+        rows = db.session.execute(sa.select(Province.slug, Province.name).order_by(Province.slug))
+        g.province_names = dict(rows.all())
+    return g.province_names
 
 
 @bp.app_template_filter("scope")

@@ -7,11 +7,13 @@ verifications, texts, events and audit entries, sealed as the portal writes them
 fresh `portal_console_bench` database, measures, loads the rest up to `--rows` and measures
 again. Each measurement goes through the Flask test client signed in with TOTP as a national
 admin or as the admin of the largest province (guangdong): the dashboard, the filing search
-(by reference, by phone, by status and a month of dates, and the first page unfiltered), a
+(by reference, by phone, by status and a month of dates, the first page unfiltered and its
+400th), a
 filing's page, the CSV export of 50,000 filings (its time, and its memory while it streams:
 tracemalloc's and the process's RSS every 5,000 rows) and the intake (`POST /api/v1/filings`,
 texts queued on Redis db 11 or `BENCH_REDIS_URL`, no worker). `--explain` prints `EXPLAIN
 (ANALYZE, BUFFERS)` of every statement of one request of each kind that took over 1 ms.
+`--url … --profile [KINDS]` profiles the pages instead, as tests/load/profile_routes.py does.
 """
 
 import argparse
@@ -21,6 +23,7 @@ import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,7 +38,7 @@ from portal.clock import shanghai_date, utcnow
 from portal.extensions import db
 from portal.models import Admin, AuditChain, Filing, Provider, Province
 from tests.admins import make_admin, sign_in
-from tests.load import bulk, postgres
+from tests.load import bulk, postgres, profile_routes
 from tests.load.data import filing_body
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +65,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="",
+        metavar="KINDS",
+        help="with --url: cProfile each kind of page (those whose name holds one of the"
+        " comma-separated KINDS, or all) instead of measuring",
+    )
+    parser.add_argument("--top", type=int, default=30)
     parser.add_argument(
         "--url",
         help="an existing database instead of a fresh one: with --load, fill it up to --rows"
@@ -95,6 +107,8 @@ def main() -> None:
                             args.first, args.of or args.rows, args.beside, args.ids_from
                         )
                     _load_up_to(args.url, args.rows, args.revision, part)
+                elif args.profile is not None:
+                    _profile_all(args.top, args.profile)
                 else:
                     _report({_filings(): _measure_all(args.explain)})
                 db.session.remove()
@@ -203,9 +217,32 @@ def _close_chain(seeding: bulk.Seeding) -> None:
 
 def _measure_all(explain: bool) -> dict[str, dict]:
     app = current_app
-    loaded = _loaded()
+    api_key = _api_key()
+    results: dict[str, dict] = {}
+    for who, kinds in _kinds().items():
+        client = app.test_client()
+        response = sign_in(client, f"bench-{who}")
+        assert response.status_code == 302, response.status_code
+        for kind, path in kinds.items():
+            repeats = REPEATS.get(kind.split(":")[0], REPEATS["detail"])
+            results[f"{kind} ({who})"] = _timed(client, path, repeats)
+            if explain:
+                _explain(client, path(), f"{kind} ({who})")
+        results[f"CSV export ({who})"] = _export(client)
+    results["intake"] = _intake(app, api_key)
+    return results
+
+
+def _api_key() -> str:
     _, api_key = providers.create(f"压测接入商 {utcnow().isoformat()}", None, utcnow())
     db.session.commit()
+    return api_key
+
+
+def _kinds() -> dict[str, dict[str, Callable[[], str]]]:
+    """Per admin (national, the largest province's), each kind of console page: a function
+    giving the path of one request of it."""
+    loaded = _loaded()
     today = shanghai_date(utcnow())
     month = {"created_from": (today - timedelta(days=60)).isoformat(),
              "created_to": (today - timedelta(days=30)).isoformat()}  # fmt: skip
@@ -223,10 +260,11 @@ def _measure_all(explain: bool) -> dict[str, dict]:
     def random_index() -> int:
         return random.randrange(loaded)
 
-    def kinds(who: str) -> dict:
+    def kinds(who: str) -> dict[str, Callable[[], str]]:
         return {
         "dashboard": lambda: "/admin/",
         "search: first page": lambda: "/admin/filings",
+        "search: page 400": lambda: "/admin/filings?page=400",
         "search: reference": lambda: f"/admin/filings?reference={bulk.reference(random_index())}",
         "search: phone": lambda: f"/admin/filings?phone={bulk.site_phone(random_index())}",
         "search: status and a month": lambda: "/admin/filings?" + _query(
@@ -236,19 +274,26 @@ def _measure_all(explain: bool) -> dict[str, dict]:
         "audit log": lambda: "/admin/audit",
     }  # fmt: skip
 
-    results: dict[str, dict] = {}
-    for who in ("national", LARGEST):
+    return {who: kinds(who) for who in ("national", LARGEST)}
+
+
+def _profile_all(top: int, only: str | None) -> None:
+    """Per kind of page: its SQL statements, its CPU time without the profiler, and
+    cProfile's top entries (tests/load/profile_routes.py's report)."""
+    app = current_app
+    for who, kinds in _kinds().items():
         client = app.test_client()
-        response = sign_in(client, f"bench-{who}")
-        assert response.status_code == 302, response.status_code
-        for kind, path in kinds(who).items():
-            repeats = REPEATS.get(kind.split(":")[0], REPEATS["detail"])
-            results[f"{kind} ({who})"] = _timed(client, path, repeats)
-            if explain:
-                _explain(client, path(), f"{kind} ({who})")
-        results[f"CSV export ({who})"] = _export(client)
-    results["intake"] = _intake(app, api_key)
-    return results
+        assert sign_in(client, f"bench-{who}").status_code == 302
+        for kind, path in kinds.items():
+            if only and not any(part in kind for part in only.split(",")):
+                continue
+
+            def ask(client=client, path=path) -> None:
+                assert client.get(path()).status_code == 200
+
+            statements = profile_routes.count_statements(app, ask)
+            print(f"-- {kind} ({who}): {statements:.1f} SQL statements a request", flush=True)
+            print(profile_routes.profile(f"{kind} ({who})", ask, 100, top), flush=True)
 
 
 def _query(values: dict[str, str]) -> str:
