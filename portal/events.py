@@ -10,6 +10,7 @@ per dialect, so the whole document can be read in one place.
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from portal.extensions import db
 from portal.models import UTCDateTime
@@ -34,13 +35,15 @@ SELECT {event_id}, f.id, f.provider_id, :type, :now, :now, 0, {object}(
     'status', f.status, 'return_reason', f.return_reason,
     'created_at', {created_at}, 'deadline', {deadline},
     'verifications', ({verifications}))
-FROM filings f WHERE f.id IN :filing_ids
+FROM filings f WHERE f.id {among}
 RETURNING id
 """
 
 _STATEMENTS = {
     "postgresql": _INSERT.format(
         event_id="replace(gen_random_uuid()::text, '-', '')",
+        # One array parameter, not one parameter a filing (see `portal.sweeps.among`).
+        among="= ANY(:filing_ids)",
         object="json_build_object",
         created_at=_POSTGRESQL_ISO.format("f.created_at"),
         deadline=_POSTGRESQL_ISO.format("f.deadline"),
@@ -50,6 +53,7 @@ _STATEMENTS = {
     ),
     "sqlite": _INSERT.format(
         event_id="lower(hex(randomblob(16)))",
+        among="IN :filing_ids",
         object="json_object",
         created_at=_SQLITE_ISO.format("f.created_at"),
         deadline=_SQLITE_ISO.format("f.deadline"),
@@ -65,8 +69,14 @@ def record_status_changes(filing_ids: list[str], now: datetime) -> list[str]:
     """An event for each filing's current status (flushed); returns the new events' ids."""
     if not filing_ids:
         return []
-    statement = sa.text(_STATEMENTS[db.session.get_bind().dialect.name]).bindparams(
-        sa.bindparam("filing_ids", expanding=True),
+    dialect = db.session.get_bind().dialect.name
+    filing_ids_parameter = (
+        sa.bindparam("filing_ids", type_=postgresql.ARRAY(sa.String))
+        if dialect == "postgresql"
+        else sa.bindparam("filing_ids", expanding=True)
+    )
+    statement = sa.text(_STATEMENTS[dialect]).bindparams(
+        filing_ids_parameter,
         sa.bindparam("now", type_=UTCDateTime),
     )
     return list(

@@ -137,10 +137,12 @@ class Filing(TenantOwned, db.Model):
         sa.UniqueConstraint("provider_id", "reference"),
         # The expiry sweep's (and the console's) filings still awaiting codes, by deadline.
         # Partial, without `status` as a key: a filing the sweep returns is written into one
-        # index fewer, and the index holds only the pending ones.
+        # index fewer, and the index holds only the pending ones. The sweep reads it in chunks
+        # by (deadline, id), each after the last one's key.
         sa.Index(
             "ix_filings_pending_deadline",
             "deadline",
+            "id",
             sqlite_where=sa.text("status = 'pending_verification'"),
             postgresql_where=sa.text("status = 'pending_verification'"),
         ),
