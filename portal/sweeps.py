@@ -102,7 +102,7 @@ def _return_expired(filing_ids: list[str], now: datetime) -> list[str]:
 
 def among(column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
     """`column IN values`; on PostgreSQL `= ANY` of one array parameter, not one parameter a
-    value (30,000 of them took longer to send and plan than the UPDATE took to run)."""
+    value (30,000 of them cost ~0.7 s a statement to bind, send, parse and plan)."""
     if db.session.get_bind().dialect.name == "postgresql":
         return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))
     return column.in_(values)

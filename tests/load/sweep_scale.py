@@ -7,7 +7,7 @@ database, then measures:
 
 - the verify lookup (a wrong code for a known phone, the full `verify` operation) as p50
   over many attempts with 10,000 filings and again with `--rows` (target: within 1.3×);
-- the expiry sweep returning `--expired` due filings out of `--rows` (target: < 2 s),
+- the expiry sweep returning `--expired` due filings out of `--rows` (target: < 5 s),
   its statements and its commit (which queues the events' webhook jobs, 50 events a job, on
   Redis db 14) timed apart.
 """
