@@ -162,7 +162,9 @@ def filings():
     statement = _search(form)
     rows = db.session.execute(
         statement.with_only_columns(*LISTED)
-        .order_by(Filing.created_at.desc(), Filing.id)
+        # Newest first, as the (…, created_at, id) indexes read backwards: a page deep in a
+        # broad search reads its offset's entries from the index, with no sort.
+        .order_by(Filing.created_at.desc(), Filing.id.desc())
         .limit(PAGE_SIZE + 1)
         .offset((page - 1) * PAGE_SIZE)
     ).all()
