@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from redis.connection import Connection
 
+from portal import captchas
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import Outcome
@@ -121,3 +123,22 @@ def test_a_page_finding_the_pool_empty_keeps_the_answer_it_drew(on_redis, client
     fields = page_fields(client)
     assert not on_redis.exists(f"captcha:image:{fields['captcha_id']}")
     assert answered(post(client, fields))
+
+
+def test_a_page_makes_its_challenge_in_one_redis_round_trip(on_redis, client, monkeypatch):
+    """Pool pop, image, answer and the refill check in one script: the pool here is low, so
+    the refill lock is taken in the same round trip."""
+    on_redis.delete("captcha:pool:test", captchas.REFILL_LOCK)
+    on_redis.rpush("captcha:pool:test", b"WXYZ\0\x89PNG pooled")
+    client.get("/tianjin/verify")  # the refill job is queued once: that costs its own calls
+    on_redis.rpush("captcha:pool:test", b"WXYZ\0\x89PNG pooled")
+    sent = []
+    send = Connection.send_packed_command
+    monkeypatch.setattr(
+        Connection,
+        "send_packed_command",
+        lambda self, *args, **kw: sent.append(1) or send(self, *args, **kw),
+    )
+    fields = page_fields(client)
+    assert len(sent) == 1
+    assert on_redis.get(f"captcha:image:{fields['captcha_id']}") == b"\x89PNG pooled"
