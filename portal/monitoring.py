@@ -82,8 +82,13 @@ def _observe(response: Response) -> Response:
     started = g.get("request_started")
     endpoint = request.endpoint or "unmatched"
     if started is not None and endpoint not in _UNTIMED:
-        _timer(endpoint, request.method).observe(time.perf_counter() - started)
+        method = request.method if request.method in _METHODS else "other"
+        _timer(endpoint, method).observe(time.perf_counter() - started)
     return response
+
+
+# A client may send any method name: as a label, each new one would be a series of its own.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @functools.lru_cache(maxsize=512)

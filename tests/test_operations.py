@@ -126,6 +126,15 @@ def test_metrics_show_latency_counters_and_backlogs(client, submit_filing):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_made_up_request_method_adds_no_series_to_the_metrics(client):
+    for method in ("BREW", "PROPFIND", "X-ANY-12345"):
+        client.open("/tianjin/verify", method=method)
+    body = client.get("/metrics").get_data(as_text=True)
+    assert not any(method in body for method in ("BREW", "PROPFIND", "X-ANY-12345"))
+    assert 'method="other"' in body
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.53", "::1", "::ffff:127.0.0.1"])
 def test_metrics_are_served_to_loopback_by_default(client, address):
     response = client.get("/metrics", environ_base={"REMOTE_ADDR": address})
