@@ -176,6 +176,25 @@ def test_worker_sends_each_phone_its_code_with_the_province_and_link(
     assert queue.failed_job_registry.count == 0
 
 
+def test_a_filings_job_reads_the_provinces_from_the_processs_copy_of_the_rollout(
+    queue, submit_filing, env
+):
+    """The job that sends a filing's texts reads no province row: it loaded all of them."""
+    submit_filing(two_phones_three_principals())
+    tables: list[str] = []
+
+    def statement(connection, cursor, sql, *args) -> None:
+        tables.extend(re.findall(r"\bFROM (\w+)", sql))
+
+    sa.event.listen(db.engine, "before_cursor_execute", statement)
+    try:
+        run_worker(queue)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", statement)
+    assert len(sent_texts(env["SMS_FILE_PATH"])) == 2
+    assert "provinces" not in tables
+
+
 def test_code_validity_runs_from_the_first_sending(queue, submit_filing, client, provider):
     filing = submit_filing(two_phones_three_principals())
 

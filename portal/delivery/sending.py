@@ -16,13 +16,14 @@ from flask import current_app
 from rq import Retry
 from sqlalchemy.orm import joinedload
 
-from portal import deadlines, monitoring
+from portal import deadlines, monitoring, rules_cache
 from portal.clock import utcnow
 from portal.delivery import outbox, pacing, reroute
 from portal.delivery.gateways import Accepted, TimedOut
 from portal.delivery.texts import text_for
 from portal.extensions import db
-from portal.models import MessageStatus, Province, SmsMessage
+from portal.models import MessageStatus, SmsMessage
+from portal.rules_cache import ProvinceSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def send_texts(message_ids: list[int]) -> list[tuple[int, int]]:
     A text already sent or held by another job (a duplicate job, a relay) is not claimed. A text
     over its phone's pacing limits waits (`_wait`). A code's first text sent starts its validity;
     a code none of whose texts could be sent runs from acceptance (portal/deadlines.py). A text whose gateway did not answer in time counts as sent (it may have arrived):
-    `reroute` decides whether it goes elsewhere.
+    `reroute` decides whether it goes elsewhere. The provinces' settings (the text's authority,
+    the validity) come from the process's copy of the rollout (portal/rules_cache.py).
     """
     claimed = _load(outbox.claim(SmsMessage, message_ids, utcnow()))
     if not claimed:
@@ -46,7 +48,8 @@ def send_texts(message_ids: list[int]) -> list[tuple[int, int]]:
     ready, waiting = pacing.plan(claimed, utcnow())
     for message, slot in waiting:
         _wait(message, slot)
-    provinces = {p.slug: p for p in db.session.scalars(sa.select(Province))}
+    slugs = {message.verification.province_slug for message in ready}
+    provinces = {slug: rules_cache.province(slug) for slug in slugs}
     outcomes = _send_all(ready, provinces) if ready else []
     sent = [(message, outcome) for message, outcome in outcomes if _handed_over(outcome)]
     _mark_sent(sent, utcnow(), provinces)
@@ -106,7 +109,7 @@ def _handed_over(outcome: Accepted | Exception) -> bool:
 
 
 def _send_all(
-    messages: list[SmsMessage], provinces: dict[str, Province]
+    messages: list[SmsMessage], provinces: dict[str, ProvinceSettings]
 ) -> list[tuple[SmsMessage, Accepted | Exception]]:
     """Each text's outcome; the texts are written here, the sending runs on threads."""
     base_url = current_app.config["PUBLIC_BASE_URL"]
@@ -136,7 +139,7 @@ def _senders() -> ThreadPoolExecutor:
 def _mark_sent(
     sent: list[tuple[SmsMessage, Accepted | TimedOut]],
     sent_at: datetime,
-    provinces: dict[str, Province],
+    provinces: dict[str, ProvinceSettings],
 ) -> None:
     """Sent, by which gateway and with its id (none after a timeout): one statement."""
     if not sent:

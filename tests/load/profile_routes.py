@@ -1,7 +1,7 @@
 """Where the hot routes spend their time: cProfile of each, in-process (docs/performance.md).
 
     .venv/bin/python -m tests.load.profile_routes [--backend postgresql] [--requests 300]
-        [--top 25] [--route verify_page,verify_post,intake,captcha,healthz]
+        [--top 25] [--route verify_page,verify_post,intake,captcha,healthz,texts_job] [--cpu]
 
 The app is built as the bench needs it (a fixed captcha answer, no rate limits, Redis for
 the queues and the captcha pool: BENCH_REDIS_URL, default db 14) on a scratch database
@@ -10,6 +10,7 @@ HTTP, no gunicorn, one thread. Each route is asked as tests/load/saturate.py ask
 route: the SQL statements a request issues; its mean wall time and this process's CPU time
 without the profiler (PostgreSQL's and Redis's own work is not in the second, which a busy
 machine stretches less); the profile's top entries by own and by cumulative time.
+`texts_job` is not a route: the worker's job sending one intake's two texts.
 """
 
 import argparse
@@ -60,6 +61,8 @@ def build_app(database_url: str, sms_file: Path):
 
 def asker(route: str, client, api_key: str) -> Callable[[], None]:
     """One request of the route, as the bench's capacity phase makes it."""
+    if route == "texts_job":
+        return texts_job(client, api_key)
     if route == "healthz":
         return lambda: _expect(client.get("/healthz"), 200)
     if route == "verify_page":
@@ -84,6 +87,40 @@ def asker(route: str, client, api_key: str) -> Callable[[], None]:
         fields.update(form_fields(response.get_data(as_text=True)))
 
     return post_wrong_code
+
+
+def texts_job(client, api_key: str, filings: int = 1000) -> Callable[[], None]:
+    """`deliver_sms_batch` for one intake's texts, as a worker runs it for each filing (the
+    gateway a file): the intakes are made first, their jobs taken off the queue."""
+    from portal import jobs, queues
+    from portal.extensions import db
+    from portal.models import SmsMessage, Verification
+
+    headers = {"Authorization": f"Bearer {api_key}"}
+    ids = []
+    for _ in range(filings):
+        response = client.post("/api/v1/filings", json=filing_body("new_filing"), headers=headers)
+        _expect(response, 201)
+        ids.append(response.get_json()["id"])
+    app = client.application
+    with app.app_context():
+        queues.rq_queue(queues.SMS).empty()
+        per_filing = [
+            list(
+                db.session.scalars(
+                    sa.select(SmsMessage.id)
+                    .join(Verification)
+                    .where(Verification.filing_id == filing_id)
+                )
+            )
+            for filing_id in ids
+        ]
+
+    def send_one_filings_texts() -> None:
+        with app.app_context():
+            jobs.deliver_sms_batch(per_filing.pop())
+
+    return send_one_filings_texts
 
 
 def _expect(response, status: int) -> None:
