@@ -13,6 +13,7 @@ an unknown phone, a wrong code and a wrong ID last six. Each answers 该条验�
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -43,7 +44,7 @@ def scratch_database(backend: str):
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{folder}/bench.sqlite3"
         return
-    with pg_database("portal_bench_timing") as url:
+    with pg_database(f"portal_bench_timing_{os.getpid()}") as url:
         yield url
 
 
