@@ -12,7 +12,7 @@ EARLIER_RUN := $(wildcard $(DATABASE_FILE))
 # The texts link to the address this run serves.
 RUN_ENV = PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}
 
-.PHONY: run reset test services lint
+.PHONY: run reset test services lint bench
 
 $(VENV)/installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,3 +42,13 @@ services:
 lint: $(VENV)/installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Issue 14's table, row by row (docs/performance.md, "How to run it"): the capacity, texts and
+# 5-minute mixed phases (~12 min), then the sweep and the console at 1,000,000 filings (each
+# loads its own database: 20-60 min). Each starts and stops its own tuned PostgreSQL.
+BENCH_USERS ?= 75
+bench: $(VENV)/installed services
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m tests.load.bench --duration 300 --users $(BENCH_USERS)
+	$(BIN)/python -m tests.load.sweep_scale
+	$(BIN)/python -m tests.load.console_scale
