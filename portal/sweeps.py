@@ -37,8 +37,10 @@ def expire(now: datetime) -> list[str]:
     """Return every filing still pending at its deadline; their pending verifications expire.
 
     One expiry at a time: on PostgreSQL a sweep that finds another's expiry under way leaves
-    it to that one (SQLite lets one writer in at a time anyway). No row is locked before its
-    UPDATE: the UPDATE's WHERE checks each row again, so a filing verified meanwhile stays.
+    it to that one (SQLite lets one writer in at a time anyway). A filing whose row another
+    transaction holds (a verify, a worker recording its texts) is left to the next sweep: the
+    sweep never waits for a row, so it cannot deadlock with one that locks several filings.
+    The UPDATE's WHERE checks each row again, so a filing verified meanwhile stays.
     """
     if not _expiry_lock():
         return []
@@ -59,15 +61,17 @@ def _expiry_lock() -> bool:
 
 
 def _due_filings(now: datetime, after: tuple[str, datetime] | None) -> list[tuple[str, datetime]]:
-    """The next chunk of due filings as (id, deadline), read from ix_filings_pending_deadline
-    in (deadline, id) order after the last chunk's key: no chunk reads an earlier one's rows."""
+    """The next chunk of due filings as (id, deadline), locked, read from
+    ix_filings_pending_deadline in (deadline, id) order after the last chunk's key: no chunk
+    reads an earlier one's rows."""
     query = sa.select(Filing.id, Filing.deadline).where(
         Filing.status == FilingStatus.PENDING_VERIFICATION, Filing.deadline <= now
     )
     if after is not None:
         last_id, last_deadline = after
         query = query.where(sa.tuple_(Filing.deadline, Filing.id) > (last_deadline, last_id))
-    return list(db.session.execute(query.order_by(Filing.deadline, Filing.id).limit(EXPIRE_CHUNK)))
+    query = query.order_by(Filing.deadline, Filing.id).limit(EXPIRE_CHUNK)
+    return list(db.session.execute(query.with_for_update(skip_locked=True)))
 
 
 def _return_expired(filing_ids: list[str], now: datetime) -> list[str]:

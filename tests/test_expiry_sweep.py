@@ -1,5 +1,5 @@
 """The expiry sweep at scale (portal/sweeps.py): due filings read chunk after chunk by
-(deadline, id), and one expiry at a time on PostgreSQL."""
+(deadline, id), one expiry at a time on PostgreSQL, and never waiting for a row."""
 
 import threading
 from datetime import timedelta
@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from portal import sweeps
+from portal import filings, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
 from portal.models import Event, Filing, Verification
@@ -72,3 +72,33 @@ def test_a_second_expiry_leaves_the_filings_to_the_one_under_way(app, submit_fil
 
     assert second == [[]]
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Event)) == len(due)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_the_expiry_leaves_a_filing_another_transaction_holds_to_the_next_sweep(app, submit_filing):
+    """Waiting for it could deadlock with a transaction that locks several filings in id order
+    (a worker recording its texts' sending, portal/deadlines.py), while it holds others."""
+    due, _ = _filings_due_at_once(submit_filing, 3)
+    held, go_on = threading.Event(), threading.Event()
+
+    def hold_the_first() -> None:
+        with app.app_context():
+            filings.lock(due[0])
+            held.set()
+            go_on.wait(timeout=30)
+            db.session.rollback()
+            db.session.remove()
+
+    holder = threading.Thread(target=hold_the_first)
+    holder.start()
+    assert held.wait(timeout=30)
+    try:
+        db.session.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+        returned = sweeps.expire(utcnow())
+        db.session.commit()
+    finally:
+        go_on.set()
+        holder.join(timeout=30)
+
+    assert sorted(returned) == sorted(due[1:])
+    assert sweeps.expire(utcnow()) == [due[0]]
