@@ -10,7 +10,7 @@ Run against a server with rate limits off and a fixed captcha answer (tests/load
 starts one). Configuration comes from the environment:
 
 - BENCH_API_KEY: a provider's API key;
-- BENCH_ADMINS: `username:password:province:totp_secret,...` (province admins, one each);
+- BENCH_ADMINS: `username:password:province:totp_secret,...` (province admins; each admin user signs in to one of its own, since a TOTP code is good once);
 - BENCH_REDIS_URL: the Redis holding the fake gateway's inbox (tests/load/gateway.py);
 - BENCH_CAPTCHA: the server's CAPTCHA_TEST_ANSWER (default TEST).
 """
