@@ -32,8 +32,11 @@ bind = [f"{host}:{os.environ.get('PORT') or '8000'}" for host in _hosts]
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "gthread"
 workers = int(os.environ.get("GUNICORN_WORKERS") or multiprocessing.cpu_count())
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
-# Keep-alive connections from a load balancer are reused rather than reopened per request.
-keepalive = 5
+# Keep-alive connections from a load balancer are reused rather than reopened per request, and
+# held longer than the balancer holds an idle one (nginx's upstream keepalive_timeout 60 s,
+# Alibaba Cloud SLB 15 s): else gunicorn closes a connection just as the balancer sends a
+# request down it, and the client gets a reset (the bench's admins saw it with 5 s).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE") or 75)
 timeout = 30
 graceful_timeout = 20
 # Per-request access lines would cost a write each; the app logs what matters, with ids.
