@@ -236,17 +236,7 @@ def _csv_lines(search: sa.Select) -> Iterator[str]:
 
 # What the export shows of a filing, read as plain rows: making 50,000 ORM objects (and
 # their collections of verifications) took most of an export's time.
-CSV_FIELDS = (
-    Filing.id,
-    Filing.reference,
-    Filing.province_slug,
-    Filing.type,
-    Filing.status,
-    Filing.return_reason,
-    Filing.created_at,
-    Filing.deadline,
-    Filing.provider_id,
-)
+CSV_FIELDS = (*LISTED, Filing.provider_id)
 
 
 def _pages_by_age(search: sa.Select) -> Iterator[tuple[list[sa.Row], dict[str, list[str]]]]:
