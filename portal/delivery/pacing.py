@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from portal import queues
@@ -30,7 +31,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Holds a phone's interval for a text, unless another text holds it until later: answers the
 # time (µs since the epoch) it is held until, or 0 once held for this text. The times are the
 # portal's clock, so a moved clock moves them; Redis's own expiry only cleans up.
-_RESERVE = """
+_RESERVE = Script(
+    None,
+    b"""
 local held = redis.call('GET', KEYS[1])
 if held then
   local text, held_until = string.match(held, '^(%d+)|(%d+)$')
@@ -40,7 +43,8 @@ if held then
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4])
 return 0
-"""
+""",
+)
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,9 @@ def _reserve(messages: list[SmsMessage], now: datetime, limits: Limits) -> dict[
     queue = queues.rq_queue(queues.SMS)
     if queue is None or not messages or not limits.min_interval:
         return {}
-    reserve = queue.connection.register_script(_RESERVE)
     pipeline = queue.connection.pipeline(transaction=False)
     for message in messages:
-        reserve(
+        _RESERVE(
             keys=[f"pacing:phone:{message.verification.phone_digest}"],
             args=[message.id, _microseconds(now), _microseconds(now + limits.min_interval),
                   int(limits.min_interval.total_seconds()) + 60],
