@@ -25,12 +25,12 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from portal import rules_cache
 from portal.extensions import db
 from portal.models import (
     Filing,
     FilingStatus,
     MessageStatus,
-    Province,
     SmsMessage,
     Verification,
     VerificationStatus,
@@ -51,15 +51,13 @@ def _before(now: datetime, expiry: datetime | None) -> bool:
     return expiry is None or now < expiry
 
 
-def start(
-    verifications: Iterable[Verification], sent_at: datetime, provinces: dict[str, Province]
-) -> None:
+def start(verifications: Iterable[Verification], sent_at: datetime) -> None:
     """Texts handed to a gateway at `sent_at`: the codes among them sent for the first time
     start their validity, and their filings' deadlines follow. One statement per validity."""
     by_hours: dict[int, set[int]] = {}
     filing_ids: set[str] = set()
     for verification in verifications:
-        hours = provinces[verification.province_slug].code_validity_hours
+        hours = rules_cache.province(verification.province_slug).code_validity_hours
         by_hours.setdefault(hours, set()).add(verification.id)
         filing_ids.add(verification.filing_id)
     _lock_filings(filing_ids)
@@ -86,7 +84,7 @@ def give_up(message: SmsMessage) -> None:
         return
     filing = verification.filing
     _lock_filings([filing.id])
-    hours = filing.province.code_validity_hours
+    hours = rules_cache.province(filing.province_slug).code_validity_hours
     db.session.execute(
         sa.update(Verification)
         .where(Verification.id == verification.id, Verification.expires_at.is_(None))

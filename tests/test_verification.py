@@ -392,9 +392,7 @@ def test_a_right_code_entered_while_its_first_text_is_being_marked_sent_does_not
         with app.app_context():
             try:
                 handed_over = verification_of(PHONE_A)
-                deadlines.start(
-                    [handed_over], utcnow(), {"tianjin": db.session.get(Province, "tianjin")}
-                )
+                deadlines.start([handed_over], utcnow())
                 db.session.commit()
             except BaseException as error:  # reported below, whatever it is
                 errors.append(error)

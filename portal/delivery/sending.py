@@ -52,7 +52,7 @@ def send_texts(message_ids: list[int]) -> list[tuple[int, int]]:
     provinces = {slug: rules_cache.province(slug) for slug in slugs}
     outcomes = _send_all(ready, provinces) if ready else []
     sent = [(message, outcome) for message, outcome in outcomes if _handed_over(outcome)]
-    _mark_sent(sent, utcnow(), provinces)
+    _mark_sent(sent, utcnow())
     retries = [
         (message.id, message.attempts)
         for message, outcome in outcomes
@@ -136,11 +136,7 @@ def _senders() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="sms-send")
 
 
-def _mark_sent(
-    sent: list[tuple[SmsMessage, Accepted | TimedOut]],
-    sent_at: datetime,
-    provinces: dict[str, ProvinceSettings],
-) -> None:
+def _mark_sent(sent: list[tuple[SmsMessage, Accepted | TimedOut]], sent_at: datetime) -> None:
     """Sent, by which gateway and with its id (none after a timeout): one statement."""
     if not sent:
         return
@@ -168,7 +164,7 @@ def _mark_sent(
         ],
     )
     monitoring.SMS_SENT.inc(len(sent))
-    deadlines.start([message.verification for message, _outcome in sent], sent_at, provinces)
+    deadlines.start([message.verification for message, _outcome in sent], sent_at)
 
 
 def _fail(message: SmsMessage, error: Exception, now: datetime) -> bool:
