@@ -22,7 +22,7 @@ from portal import create_app, providers, queues
 from portal.clock import utcnow
 from portal.extensions import db
 from tests.factories import CAPTCHA, new_filing_body
-from tests.servers import RedisServer
+from tests.servers import Endpoint, RedisServer
 
 PG_ADMIN_URL = os.environ.get("PORTAL_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # A Redis database of each pytest-xdist worker's own (gw0 → 15, gw1 → 13, …); 14 is the benchmark's.
@@ -240,6 +240,16 @@ def redis_connection():
     yield connection
     connection.flushdb()
     connection.close()
+
+
+@pytest.fixture
+def slow_receiver(allow_local_callbacks, provider, request):
+    """The provider's callback URL, a local endpoint taking the test module's
+    `RECEIVER_DELAY_SECONDS` to answer each post."""
+    with Endpoint(delay=request.module.RECEIVER_DELAY_SECONDS) as receiver:
+        provider[0].callback_url = receiver.url
+        db.session.commit()
+        yield receiver
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from portal.delivery import outbox, relay, webhooks
 from portal.extensions import db
 from portal.models import Event, Filing, MessageKind, MessageStatus, SmsMessage, Verification
 from tests.factories import run_worker
-from tests.servers import Endpoint
 from tests.stack import start_flask, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,14 +135,6 @@ def test_what_redis_refused_at_commit_goes_out_at_the_next_sweep(
         (MessageStatus.SENT, 1, None)
     ] * 2
     assert jobs.sweep()["relayed"] == 0
-
-
-@pytest.fixture
-def slow_receiver(allow_local_callbacks, provider):
-    with Endpoint(delay=RECEIVER_DELAY_SECONDS) as receiver:
-        provider[0].callback_url = receiver.url
-        db.session.commit()
-        yield receiver
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

@@ -16,7 +16,7 @@ from portal.delivery import outbox
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification, WebhookDelivery
 from tests.factories import ID_B, new_filing_body, principal
-from tests.servers import Endpoint, RedisServer
+from tests.servers import RedisServer
 from tests.stack import STARTUP_SECONDS, start_flask, stopped, wait_for
 from tests.test_outbox import an_event_of
 
@@ -24,14 +24,6 @@ SLOW_EVENTS = 8
 RECEIVER_DELAY_SECONDS = 1.0
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
-
-
-@pytest.fixture
-def slow_receiver(allow_local_callbacks, provider):
-    with Endpoint(delay=RECEIVER_DELAY_SECONDS) as receiver:
-        provider[0].callback_url = receiver.url
-        db.session.commit()
-        yield receiver
 
 
 def queue_slow_events(rq_queues, submit_filing) -> None:
