@@ -148,7 +148,7 @@ def test_captcha_refresh_gives_a_new_challenge(page, mode, portal):
     if mode == "htmx":
         assert page.evaluate(KEPT), "the page was reloaded"
         expect(page.locator("#code")).to_have_value(code)
-        page.wait_for_function("document.querySelector('#captcha-box img').naturalWidth === 160")
+        expect(image).to_have_js_property("naturalWidth", 160)
     else:
         expect(page).to_have_url(re.compile(r"/tianjin/verify$"))
     assert page.request.get(f"/tianjin/captcha/{after}.png").headers["content-type"] == "image/png"
