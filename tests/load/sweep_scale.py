@@ -22,6 +22,7 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 import psycopg
+import sqlalchemy as sa
 from flask_migrate import upgrade
 from redis import Redis
 
@@ -134,6 +135,23 @@ def _explain_each_statement() -> None:
         connection.exec_driver_sql(setting)
 
 
+def _updates_in_this_transaction() -> dict[str, tuple[int, int]]:
+    """Rows the sweep updated in each table, and how many of those updates were HOT (the
+    transaction's own counters: pg_stat_user_tables adds them up only after the commit)."""
+    return {
+        table: tuple(
+            db.session.execute(
+                sa.text(
+                    "SELECT pg_stat_get_xact_tuples_updated(CAST(:t AS regclass)),"
+                    " pg_stat_get_xact_tuples_hot_updated(CAST(:t AS regclass))"
+                ),
+                {"t": table},
+            ).one()
+        )
+        for table in ("filings", "verifications")
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -180,6 +198,7 @@ def measure(args, url: str) -> None:
         started = time.perf_counter()
         returned = sweeps.expire(utcnow())
         statements = time.perf_counter() - started
+        updated = _updates_in_this_transaction()
         db.session.commit()
         total = time.perf_counter() - started
         print(
@@ -187,6 +206,8 @@ def measure(args, url: str) -> None:
             f" (status updates {statements - writing[0]:.2f} s, writing the {len(returned):,}"
             f" webhook events {writing[0]:.2f} s, commit and queueing {total - statements:.2f} s)"
         )
+        for table, (rows, hot) in updated.items():
+            print(f"  {table}: {rows:,} rows updated, {hot:,} of them HOT", flush=True)
         db.session.remove()
         db.engine.dispose()
 
