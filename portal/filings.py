@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal import events, personal_links, rules_cache
+from portal import events, live_codes, personal_links, rules_cache
 from portal.api.schemas import (
     FilingIn,
     Principal,
@@ -28,7 +28,6 @@ from portal.models import (
     Record,
     SmsMessage,
     Verification,
-    VerificationStatus,
 )
 from portal.protection import sealing
 from portal.protection.personal_data import (
@@ -285,7 +284,7 @@ def send_codes(verifications: list[Verification], kind: MessageKind, now: dateti
 
 def _unused_codes(province_slug: str, count: int) -> list[str]:
     """`count` different random codes that no live verification of the province holds (the
-    unique index backs this up: a concurrent intake may commit one of them before this one
+    live codes' unique key backs this up: a concurrent intake may commit one of them before this one
     does, and the API then takes the filing in again). One query for all of them; only a
     clash is drawn again."""
     codes: list[str] = []
@@ -309,14 +308,7 @@ def _codes_held(province_slug: str, codes: list[str]) -> set[str]:
     """Those of the codes a live verification of the province holds, under any data key: a
     code issued before a key rotation is still live."""
     by_digest = {digest: code for code in codes for digest in sealing.digests("code", code)}
-    held = db.session.scalars(
-        sa.select(Verification.code_digest).where(
-            Verification.province_slug == province_slug,
-            Verification.code_digest.in_(by_digest),
-            Verification.status == VerificationStatus.PENDING,
-        )
-    )
-    return {by_digest[digest] for digest in held}
+    return {by_digest[digest] for digest in live_codes.held(province_slug, list(by_digest))}
 
 
 def _stored_content(data: FilingIn) -> tuple[dict, dict]:

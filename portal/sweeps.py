@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql
 
-from portal import audit, captchas, events, pruning, signin_throttle
+from portal import audit, captchas, events, live_codes, pruning, signin_throttle
 from portal.delivery import outbox, relay, reroute
 from portal.extensions import db
 from portal.models import (
@@ -99,6 +99,7 @@ def _return_expired(filing_ids: list[str], now: datetime) -> list[str]:
         .values(status=VerificationStatus.EXPIRED)
         .execution_options(synchronize_session=False)
     )
+    live_codes.release(among(Verification.filing_id, returned))
     for event_id in events.record_status_changes(returned, now):
         outbox.event_after_commit(event_id)
     return returned
@@ -114,26 +115,15 @@ def among(column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
 
 def noon_resend(now: datetime) -> list[int]:
     """Send each code still pending at 12:00 on the day after submission once more, once."""
-    open_filings = sa.select(Filing.id).where(
-        Filing.status == FilingStatus.PENDING_VERIFICATION,
-        sa.or_(Filing.deadline.is_(None), Filing.deadline > now),
-    )
-    verification_ids = list(
-        db.session.scalars(
-            sa.update(Verification)
-            .where(
-                Verification.status == VerificationStatus.PENDING,
-                Verification.noon_resent.is_(False),
-                Verification.noon_resend_at <= now,
-                Verification.filing_id.in_(open_filings),
-            )
-            .values(noon_resent=True)
-            .returning(Verification.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
+    verification_ids = live_codes.take_noon_resends(now)
     if not verification_ids:
         return []
+    db.session.execute(
+        sa.update(Verification)
+        .where(Verification.id.in_(verification_ids))
+        .values(noon_resent=True)
+        .execution_options(synchronize_session=False)
+    )
     message_ids = list(
         db.session.scalars(
             sa.insert(SmsMessage).returning(SmsMessage.id),

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from portal import deadlines, personal_links
+from portal import deadlines, live_codes, personal_links
 from portal.extensions import db
 from portal.filings import change_status, lock
 from portal.messages import Outcome
@@ -135,6 +135,7 @@ def _mark_verified(candidate: Verification, filing: Filing, now: datetime) -> Ve
     ).rowcount
     if not changed:
         return _lost_race(candidate.id)
+    live_codes.release(Verification.id == candidate.id)
     still_pending = db.session.scalars(
         sa.select(Verification.phone_masked)
         .where(
@@ -162,6 +163,7 @@ def _lost_race(verification_id: int) -> VerifyResult:
 
 def _close_verifications(filing_id: str, status: VerificationStatus) -> None:
     """A returned filing's pending verifications can no longer be completed."""
+    live_codes.release(Verification.filing_id == filing_id)
     db.session.execute(
         sa.update(Verification)
         .where(

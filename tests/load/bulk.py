@@ -45,6 +45,8 @@ VERIFICATION_COLUMNS = (
     "wrong_id_count", "resend_count", "noon_resend_at", "noon_resent", "verified_at",
     "link_digest",
 )  # fmt: skip
+# The pending verifications' codes (portal/models.py `LiveCode`), due for the noon resend.
+LIVE_CODE_COLUMNS = ("verification_id", "province_slug", "code_digest", "noon_resend_at")
 MESSAGE_COLUMNS = (
     "id", "verification_id", "kind", "status", "attempts", "last_error", "created_at",
     "next_attempt_at", "sent_at", "gateway", "gateway_message_id", "delivery", "receipt_code",
@@ -169,6 +171,7 @@ def national_rows(seeding: Seeding, indices: range, spread: range) -> dict:
     tables = {
         "filings": (FILING_COLUMNS, []),
         "verifications": (VERIFICATION_COLUMNS, []),
+        "live_codes": (LIVE_CODE_COLUMNS, []),
         "sms_messages": (MESSAGE_COLUMNS, []),
         "events": (EVENT_COLUMNS, []),
         "audit_entries": (AUDIT_COLUMNS, []),
@@ -343,6 +346,9 @@ def _verification(seeding, tables, filing_id, province, created, phone, roles, f
         5 if status == VerificationStatus.FAILED else 0, resends, naive(noon), noon_resent,
         naive(verified_at), secrets.token_hex(32),
     ))  # fmt: skip
+    if status == VerificationStatus.PENDING:
+        tables["live_codes"][1].append((verification_id, province, sealing.digest("code", code),
+                                        None if noon_resent else naive(noon)))  # fmt: skip
     sent = [("initial", created)]
     if resends:
         sent.append(("resend", created + timedelta(minutes=random.randint(5, 300))))

@@ -48,6 +48,13 @@ VERIFICATION_COLUMNS = (
     "resend_count", "noon_resend_at", "noon_resent",
 )  # fmt: skip
 
+# The live codes of the pending verifications just copied (their ids are the table's own).
+LIVE_CODES = """
+INSERT INTO live_codes (verification_id, province_slug, code_digest, noon_resend_at)
+SELECT id, province_slug, code_digest, noon_resend_at FROM verifications
+WHERE filing_id = ANY(%s) AND status = 'pending'
+"""
+
 
 def phone_of(index: int) -> str:
     return f"13{index:09d}"
@@ -81,7 +88,9 @@ def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], n
                               0, 0, created, False))  # fmt: skip
     bulk.copy_rows(url, {"filings": (FILING_COLUMNS, filings),
                          "verifications": (VERIFICATION_COLUMNS, verifications)})  # fmt: skip
+    pending = [row[0] for row in filings if row[5] == "pending_verification"]
     with psycopg.connect(url) as connection:
+        connection.execute(LIVE_CODES, [pending])
         connection.execute("ANALYZE filings")
         connection.execute("ANALYZE verifications")
 
