@@ -80,9 +80,12 @@ GATEWAYS = ("aliyun", "tencent")
 
 
 def copy_rows(url: str, tables: dict[str, tuple[Iterable[str], Iterable[tuple]]]) -> None:
-    """COPY each table's rows (`{table: (columns, rows)}`, in that order) in one transaction."""
+    """COPY each table's rows (`{table: (columns, rows)}`, in that order) in one transaction.
+    A table the database does not have yet (one migrated to an older revision) is left out."""
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         for table, (columns, rows) in tables.items():
+            if cursor.execute("SELECT to_regclass(%s)", [table]).fetchone()[0] is None:
+                continue
             with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
