@@ -284,9 +284,9 @@ def send_codes(verifications: list[Verification], kind: MessageKind, now: dateti
 
 def _unused_codes(province_slug: str, count: int) -> list[str]:
     """`count` different random codes that no live verification of the province holds (the
-    live codes' unique key backs this up: a concurrent intake may commit one of them before this one
-    does, and the API then takes the filing in again). One query for all of them; only a
-    clash is drawn again."""
+    live codes' unique key backs this up: a concurrent intake may commit one of them before
+    this one does, and the API then takes the filing in again). One query for all of them;
+    only a clash is drawn again."""
     codes: list[str] = []
     while len(codes) < count:
         drawn = _draw_codes(count - len(codes), avoiding=codes)

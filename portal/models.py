@@ -197,9 +197,10 @@ class Filing(TenantOwned, db.Model):
 class Verification(TenantOwned, db.Model):
     """One code sent to one distinct phone of a filing.
 
-    No index names `status`, in a key or a predicate, and pages are left 15 % free: the
-    status changes (verified, failed, expired) are HOT updates, which write the row's new
-    version beside the old one and no index entry. What a status index gave is in LiveCode.
+    No index names `status`, in a key or a predicate, and PostgreSQL leaves its pages 15 %
+    free: the status changes (verified, failed, expired) are HOT updates, which write the
+    row's new version beside the old one and no index entry. What the partial indexes of
+    the pending rows gave is in LiveCode.
     """
 
     __tablename__ = "verifications"
