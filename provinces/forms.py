@@ -8,6 +8,7 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import InputRequired, Regexp
 
 from portal.messages import FIELD_ERRORS
+from portal.protection.csrf_tokens import KeptTokenCSRF
 from portal.protection.personal_data import ID_LAST6_PATTERN, PHONE_PATTERN
 
 
@@ -27,6 +28,9 @@ def _field(label: str, pattern: str, error: str) -> StringField:
 
 
 class CaptchaFields(FlaskForm):
+    class Meta:
+        csrf_class = KeptTokenCSRF  # signed once a minute, not on every page
+
     captcha_id = HiddenField()
     captcha = StringField(
         "图形验证码", filters=[_clean], validators=[InputRequired(FIELD_ERRORS["captcha_required"])]
