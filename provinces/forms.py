@@ -1,13 +1,17 @@
 """The applicant forms. Field rules follow SPEC §5; their messages live in portal.messages."""
 
+import functools
 import re
 import unicodedata
+from typing import NamedTuple
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from wtforms import Form, HiddenField, StringField
+from wtforms.fields import Label
 from wtforms.validators import InputRequired, Regexp
 
 from portal.messages import FIELD_ERRORS
+from portal.protection import csrf_tokens
 from portal.protection.csrf_tokens import KeptTokenCSRF
 from portal.protection.personal_data import ID_LAST6_PATTERN, PHONE_PATTERN
 
@@ -52,3 +56,54 @@ class LinkForm(CaptchaFields):
     """The personal link's form: its token stands for the phone and the code."""
 
     id_last6 = _field("证件号码后六位", ID_LAST6_PATTERN, FIELD_ERRORS["id_last6_format"])
+
+
+class BlankField(NamedTuple):
+    """What a template reads of a field on a GET: its name, label and value, and no errors."""
+
+    name: str
+    label: Label
+    data: str = ""
+    errors: tuple = ()
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+    def _value(self) -> str:
+        return self.data
+
+
+class _KeptToken:
+    """The form's `csrf_token` as the templates read it."""
+
+    @property
+    def current_token(self) -> str:
+        return csrf_tokens.current()
+
+
+class BlankForm:
+    """A form as a GET shows it, its fields empty, its challenge new: what a WTForms form
+    renders there, without building one (its fields, meta and CSRF field on every page)."""
+
+    errors: dict = {}
+    csrf_token = _KeptToken()
+
+    def __init__(self, fields: tuple[BlankField, ...], captcha_id: str) -> None:
+        self._fields = fields
+        self.captcha_id = BlankField("captcha_id", Label("captcha_id", ""), captcha_id)
+        self.captcha = next(field for field in fields if field.name == "captcha")
+
+    def __iter__(self):
+        return iter(self._fields)
+
+
+def blank(form_class: type[CaptchaFields], captcha_id: str) -> BlankForm:
+    return BlankForm(_blank_fields(form_class), captcha_id)
+
+
+@functools.cache
+def _blank_fields(form_class: type[Form]) -> tuple[BlankField, ...]:
+    """The form's fields in its order, read from one form built the first time (in a request)."""
+    form = form_class(formdata=None, meta={"csrf": False})
+    return tuple(BlankField(field.name, field.label) for field in form)

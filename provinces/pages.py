@@ -36,7 +36,7 @@ from portal.protection import limits
 from portal.protection.personal_data import mask_address
 from portal.resend import resend
 from portal.verification import VerifyResult, live_link, verify, verify_by_link
-from provinces.forms import CaptchaFields, LinkForm, ResendForm, VerifyForm
+from provinces.forms import BlankForm, CaptchaFields, LinkForm, ResendForm, VerifyForm, blank
 
 bp = Blueprint("applicant", __name__)
 
@@ -66,12 +66,12 @@ def landing():
 
 @bp.route("/verify", methods=["GET", "POST"])
 def verify_page():
-    return _form_page(VerifyForm(), _verify, "verify")
+    return _form_page(VerifyForm, _verify, "verify")
 
 
 @bp.route("/resend", methods=["GET", "POST"])
 def resend_page():
-    return _form_page(ResendForm(), _resend, "resend")
+    return _form_page(ResendForm, _resend, "resend")
 
 
 @bp.route("/v/<token>", methods=["GET", "POST"])
@@ -81,7 +81,7 @@ def link_page(token: str):
     if request.method == "GET" and live_link(g.province.slug, token, utcnow()) is None:
         context = {"province": g.province, "message": Outcome.NOT_FOUND.message}
         return render_template("province/link_not_found.html", **context), 404
-    return _form_page(LinkForm(), _verify_by_link, "link")
+    return _form_page(LinkForm, _verify_by_link, "link")
 
 
 def _verify(form: VerifyForm, now: datetime) -> VerifyResult:
@@ -127,10 +127,14 @@ def _resend(form: ResendForm, now: datetime) -> VerifyResult:
     return VerifyResult(resend(g.province, form.phone.data, form.id_last6.data, now))
 
 
-def _form_page(form: CaptchaFields, attempt: Callable, page: str):
-    result, status = None, 200
-    if form.is_submitted():
-        result, status = _submit(form, attempt)
+def _form_page(form_class: type[CaptchaFields], attempt: Callable, page: str):
+    """A GET renders the blank form (`BlankForm`: no WTForms form is built for it)."""
+    if request.method != "POST":
+        form = blank(form_class, captchas.new_challenge(utcnow()))
+        db.session.commit()
+        return _render(page, form, None, 200)
+    form = form_class()
+    result, status = _submit(form, attempt)
     form.captcha_id.data = captchas.new_challenge(utcnow())
     form.captcha.data = ""
     db.session.commit()  # the attempt and the next challenge in one transaction
@@ -177,8 +181,7 @@ def captcha_refresh():
     """A new challenge for the form on the page (htmx); without JS the link reloads the form."""
     if not request.headers.get("HX-Request"):
         return redirect(url_for(".verify_page"))
-    form = CaptchaFields(formdata=None)
-    form.captcha_id.data = captchas.new_challenge(utcnow())
+    form = blank(CaptchaFields, captchas.new_challenge(utcnow()))
     db.session.commit()
     context = {
         "form": form,
@@ -215,7 +218,7 @@ def _uncached(content, mimetype: str):
     return Response(content.getvalue(), mimetype=mimetype, headers={"Cache-Control": "no-store"})
 
 
-def _render(page: str, form: CaptchaFields, result: VerifyResult | None, status: int):
+def _render(page: str, form: CaptchaFields | BlankForm, result: VerifyResult | None, status: int):
     htmx = request.headers.get("HX-Request") and not request.headers.get(
         "HX-History-Restore-Request"
     )
