@@ -74,12 +74,15 @@ class BlankField(NamedTuple):
         return self.data
 
 
-class _KeptToken:
-    """The form's `csrf_token` as the templates read it."""
+class _Token:
+    """The form's `csrf_token` as the templates read it: the session's, or a stand-in."""
+
+    def __init__(self, stand_in: str | None) -> None:
+        self._stand_in = stand_in
 
     @property
     def current_token(self) -> str:
-        return csrf_tokens.current()
+        return self._stand_in or csrf_tokens.current()
 
 
 class BlankForm:
@@ -87,19 +90,24 @@ class BlankForm:
     renders there, without building one (its fields, meta and CSRF field on every page)."""
 
     errors: dict = {}
-    csrf_token = _KeptToken()
 
-    def __init__(self, fields: tuple[BlankField, ...], captcha_id: str) -> None:
-        self._fields = fields
+    def __init__(
+        self, fields: tuple[BlankField, ...], captcha_id: str, csrf_token: str | None = None
+    ) -> None:
+        self.fields = fields
         self.captcha_id = BlankField("captcha_id", Label("captcha_id", ""), captcha_id)
         self.captcha = next(field for field in fields if field.name == "captcha")
+        self.csrf_token = _Token(csrf_token)
 
     def __iter__(self):
-        return iter(self._fields)
+        return iter(self.fields)
 
 
-def blank(form_class: type[CaptchaFields], captcha_id: str) -> BlankForm:
-    return BlankForm(_blank_fields(form_class), captcha_id)
+def blank(
+    form_class: type[CaptchaFields], captcha_id: str, csrf_token: str | None = None
+) -> BlankForm:
+    """The blank form; `csrf_token` stands in for the session's (see pages._blank_page)."""
+    return BlankForm(_blank_fields(form_class), captcha_id, csrf_token)
 
 
 @functools.cache

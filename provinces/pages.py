@@ -4,6 +4,7 @@ Each page works as a full page without JavaScript; an htmx request gets only the
 form fragment, with validation errors as 422 so htmx swaps them in.
 """
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     g,
     make_response,
     redirect,
@@ -222,7 +224,17 @@ def _render(page: str, form: CaptchaFields | BlankForm, result: VerifyResult | N
     htmx = request.headers.get("HX-Request") and not request.headers.get(
         "HX-History-Restore-Request"
     )
-    context = {
+    template = f"province/_{page}_form.html" if htmx else f"province/{page}.html"
+    headers = {"Vary": "HX-Request"}
+    if status == 429 and (seconds := limits.retry_after()):
+        headers["Retry-After"] = str(seconds)
+    if page in KEPT_BLANK and isinstance(form, BlankForm):
+        return _blank_page(template, form), status, headers
+    return render_template(template, **_context(form, result)), status, headers
+
+
+def _context(form: CaptchaFields | BlankForm, result: VerifyResult | None) -> dict:
+    return {
         "province": g.province,
         "form": form,
         "result": result,
@@ -231,11 +243,27 @@ def _render(page: str, form: CaptchaFields | BlankForm, result: VerifyResult | N
         "captcha_url": url_for(".captcha_image", challenge_id=form.captcha_id.data),
         "captcha_audio_url": url_for(".captcha_audio", challenge_id=form.captcha_id.data),
     }
-    template = f"province/_{page}_form.html" if htmx else f"province/{page}.html"
-    headers = {"Vary": "HX-Request"}
-    if status == 429 and (seconds := limits.retry_after()):
-        headers["Retry-After"] = str(seconds)
-    return render_template(template, **context), status, headers
+
+
+# A GET of these pages reads only the province's settings, the rules, the challenge id and the
+# CSRF token (not the link page: its URLs carry the link's token). Each is rendered once per
+# province and rules copy with stand-ins for the last two, put in per request: the stand-ins
+# are hex, as the ids are, and neither HTML nor URL quoting changes either.
+KEPT_BLANK = {"verify", "resend"}
+_ID_STAND_IN = secrets.token_hex(16)
+_TOKEN_STAND_IN = secrets.token_hex(24)
+
+
+def _blank_page(template: str, form: BlankForm) -> str:
+    kept = current_app.extensions.setdefault("blank_pages", {})
+    province, rules = g.province, rules_cache.checked_types()
+    entry = kept.get((template, province.slug))
+    if entry is None or entry[0] is not province or entry[1] is not rules:
+        stand_in = BlankForm(form.fields, _ID_STAND_IN, _TOKEN_STAND_IN)
+        entry = province, rules, render_template(template, **_context(stand_in, None))
+        kept[template, province.slug] = entry
+    page = entry[2].replace(_ID_STAND_IN, form.captcha_id.data)
+    return page.replace(_TOKEN_STAND_IN, form.csrf_token.current_token)
 
 
 FORMS = {

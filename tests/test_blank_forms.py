@@ -2,10 +2,13 @@
 renders what one would render."""
 
 import pytest
-from flask import g
+import sqlalchemy as sa
+from flask import g, template_rendered
 from flask_wtf import FlaskForm
 
 from portal import rules_cache
+from portal.extensions import db
+from portal.models import Province
 from provinces import pages
 from provinces.forms import LinkForm, ResendForm, VerifyForm, blank
 from tests.factories import CAPTCHA, form_fields
@@ -58,3 +61,26 @@ def test_a_blank_form_renders_what_an_empty_wtforms_form_renders(app, page, head
         rendered = pages._render(page, form, None, 200)
         assert pages._render(page, blank(FORMS[page], CHALLENGE), None, 200) == rendered
         assert CHALLENGE in rendered[0] and 'name="csrf_token"' in rendered[0]
+
+
+@pytest.fixture
+def templates_rendered(app) -> list[str]:
+    names = []
+
+    def record(sender, template, context, **extra):
+        names.append(template.name)
+
+    with template_rendered.connected_to(record, app):
+        yield names
+
+
+def test_a_blank_page_is_rendered_once_per_province_and_rules_copy(client, templates_rendered):
+    """Then only its challenge id and CSRF token change; a rules change renders it again."""
+    pages_seen = [client.get("/tianjin/resend").get_data(as_text=True) for _ in range(2)]
+    assert templates_rendered.count("province/resend.html") == 1
+    ids = [form_fields(page)["captcha_id"] for page in pages_seen]
+    assert ids[0] != ids[1] and all(pages_seen[i].count(ids[i]) == 4 for i in (0, 1))
+    db.session.execute(sa.update(Province).where(Province.slug == "tianjin").values(resend_limit=5))
+    db.session.commit()
+    assert "最多可手动重发 5 次" in client.get("/tianjin/resend").get_data(as_text=True)
+    assert templates_rendered.count("province/resend.html") == 2
