@@ -16,7 +16,7 @@ from portal.api import routes as api_routes
 from portal.delivery import gateway_from_config, receipts
 from portal.extensions import csrf, db, migrate
 from portal.messages import BAD_REQUEST, FORBIDDEN, PAGE_NOT_FOUND, PROVINCE_NOT_OPEN, Outcome
-from portal.protection import headers, limits, redacted_logs
+from portal.protection import headers, limits, redacted_logs, signing
 from provinces import home, pages, rollout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +28,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(INSTANCE_PATH))
     app.config.update(settings.from_env({**os.environ, **(env or {})}, app.instance_path))
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.session_interface = signing.SessionInterface()
     redacted_logs.install(app)
     app.wsgi_app = _ipv4_clients_unmapped(app.wsgi_app)
     if proxies := app.config["TRUSTED_PROXIES"]:

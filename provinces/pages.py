@@ -4,6 +4,7 @@ Each page works as a full page without JavaScript; an htmx request gets only the
 form fragment, with validation errors as 422 so htmx swaps them in.
 """
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     g,
     make_response,
     redirect,
@@ -36,7 +38,7 @@ from portal.protection import limits
 from portal.protection.personal_data import mask_address
 from portal.resend import resend
 from portal.verification import VerifyResult, live_link, verify, verify_by_link
-from provinces.forms import CaptchaFields, LinkForm, ResendForm, VerifyForm
+from provinces.forms import BlankForm, CaptchaFields, LinkForm, ResendForm, VerifyForm, blank
 
 bp = Blueprint("applicant", __name__)
 
@@ -66,12 +68,12 @@ def landing():
 
 @bp.route("/verify", methods=["GET", "POST"])
 def verify_page():
-    return _form_page(VerifyForm(), _verify, "verify")
+    return _form_page(VerifyForm, _verify, "verify")
 
 
 @bp.route("/resend", methods=["GET", "POST"])
 def resend_page():
-    return _form_page(ResendForm(), _resend, "resend")
+    return _form_page(ResendForm, _resend, "resend")
 
 
 @bp.route("/v/<token>", methods=["GET", "POST"])
@@ -81,7 +83,7 @@ def link_page(token: str):
     if request.method == "GET" and live_link(g.province.slug, token, utcnow()) is None:
         context = {"province": g.province, "message": Outcome.NOT_FOUND.message}
         return render_template("province/link_not_found.html", **context), 404
-    return _form_page(LinkForm(), _verify_by_link, "link")
+    return _form_page(LinkForm, _verify_by_link, "link")
 
 
 def _verify(form: VerifyForm, now: datetime) -> VerifyResult:
@@ -104,20 +106,23 @@ def _verify_by_link(form: LinkForm, now: datetime) -> VerifyResult:
     return _recorded(verify_by_link(g.province.slug, token, form.id_last6.data, now), now)
 
 
+# Built once: building it (`.values(...)` per attempt) cost more than executing it.
+_RECORD_ATTEMPT = sa.insert(VerifyAttempt.__table__)
+
+
 def _recorded(result: VerifyResult, now: datetime) -> VerifyResult:
     """Matched or not, every attempt is recorded: the same insert on every path, so the
     answer's timing does not tell a wrong ID from a wrong code (docs/security.md). A Core
     insert: the ORM's unit of work for one row cost more than the row."""
     monitoring.count_verify(result.outcome)
-    db.session.execute(
-        sa.insert(VerifyAttempt.__table__).values(
-            province_slug=g.province.slug,
-            verification_id=result.verification_id,
-            outcome=result.outcome.name,
-            client_address=mask_address(request.remote_addr or ""),
-            attempted_at=now,
-        )
-    )
+    values = {
+        "province_slug": g.province.slug,
+        "verification_id": result.verification_id,
+        "outcome": result.outcome.name,
+        "client_address": mask_address(request.remote_addr or ""),
+        "attempted_at": now,
+    }
+    db.session.execute(_RECORD_ATTEMPT, values)
     return result
 
 
@@ -127,14 +132,25 @@ def _resend(form: ResendForm, now: datetime) -> VerifyResult:
     return VerifyResult(resend(g.province, form.phone.data, form.id_last6.data, now))
 
 
-def _form_page(form: CaptchaFields, attempt: Callable, page: str):
-    result, status = None, 200
-    if form.is_submitted():
-        result, status = _submit(form, attempt)
+def _form_page(form_class: type[CaptchaFields], attempt: Callable, page: str):
+    """A GET renders the blank form (`BlankForm`: no WTForms form is built for it)."""
+    if request.method != "POST":
+        form = blank(form_class, captchas.new_challenge(utcnow()))
+        _commit_if_begun()
+        return _render(page, form, None, 200)
+    form = form_class()
+    result, status = _submit(form, attempt)
     form.captcha_id.data = captchas.new_challenge(utcnow())
     form.captcha.data = ""
     db.session.commit()  # the attempt and the next challenge in one transaction
     return _render(page, form, result, status)
+
+
+def _commit_if_begun() -> None:
+    """A challenge kept in the database is committed; one kept in Redis wrote nothing, and
+    SQLAlchemy's commit of an empty session (its events, ~0.1–0.2 ms) is skipped."""
+    if db.session().in_transaction():
+        db.session.commit()
 
 
 @bp.errorhandler(limits.RateLimitExceeded)
@@ -177,9 +193,8 @@ def captcha_refresh():
     """A new challenge for the form on the page (htmx); without JS the link reloads the form."""
     if not request.headers.get("HX-Request"):
         return redirect(url_for(".verify_page"))
-    form = CaptchaFields(formdata=None)
-    form.captcha_id.data = captchas.new_challenge(utcnow())
-    db.session.commit()
+    form = blank(CaptchaFields, captchas.new_challenge(utcnow()))
+    _commit_if_begun()
     context = {
         "form": form,
         "captcha_url": url_for(".captcha_image", challenge_id=form.captcha_id.data),
@@ -215,11 +230,21 @@ def _uncached(content, mimetype: str):
     return Response(content.getvalue(), mimetype=mimetype, headers={"Cache-Control": "no-store"})
 
 
-def _render(page: str, form: CaptchaFields, result: VerifyResult | None, status: int):
+def _render(page: str, form: CaptchaFields | BlankForm, result: VerifyResult | None, status: int):
     htmx = request.headers.get("HX-Request") and not request.headers.get(
         "HX-History-Restore-Request"
     )
-    context = {
+    template = f"province/_{page}_form.html" if htmx else f"province/{page}.html"
+    headers = {"Vary": "HX-Request"}
+    if status == 429 and (seconds := limits.retry_after()):
+        headers["Retry-After"] = str(seconds)
+    if page in KEPT_BLANK and isinstance(form, BlankForm):
+        return _blank_page(template, form), status, headers
+    return render_template(template, **_context(form, result)), status, headers
+
+
+def _context(form: CaptchaFields | BlankForm, result: VerifyResult | None) -> dict:
+    return {
         "province": g.province,
         "form": form,
         "result": result,
@@ -228,11 +253,27 @@ def _render(page: str, form: CaptchaFields, result: VerifyResult | None, status:
         "captcha_url": url_for(".captcha_image", challenge_id=form.captcha_id.data),
         "captcha_audio_url": url_for(".captcha_audio", challenge_id=form.captcha_id.data),
     }
-    template = f"province/_{page}_form.html" if htmx else f"province/{page}.html"
-    headers = {"Vary": "HX-Request"}
-    if status == 429 and (seconds := limits.retry_after()):
-        headers["Retry-After"] = str(seconds)
-    return render_template(template, **context), status, headers
+
+
+# A GET of these pages reads only the province's settings, the rules, the challenge id and the
+# CSRF token (not the link page: its URLs carry the link's token). Each is rendered once per
+# province and rules copy with stand-ins for the last two, put in per request: the stand-ins
+# are hex, as the ids are, and neither HTML nor URL quoting changes either.
+KEPT_BLANK = {"verify", "resend"}
+_ID_STAND_IN = secrets.token_hex(16)
+_TOKEN_STAND_IN = secrets.token_hex(24)
+
+
+def _blank_page(template: str, form: BlankForm) -> str:
+    kept = current_app.extensions.setdefault("blank_pages", {})
+    province, rules = g.province, rules_cache.checked_types()
+    entry = kept.get((template, province.slug))
+    if entry is None or entry[0] is not province or entry[1] is not rules:
+        stand_in = BlankForm(form.fields, _ID_STAND_IN, _TOKEN_STAND_IN)
+        entry = province, rules, render_template(template, **_context(stand_in, None))
+        kept[template, province.slug] = entry
+    page = entry[2].replace(_ID_STAND_IN, form.captcha_id.data)
+    return page.replace(_TOKEN_STAND_IN, form.csrf_token.current_token)
 
 
 FORMS = {

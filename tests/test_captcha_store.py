@@ -53,6 +53,26 @@ def test_a_page_keeps_its_challenge_in_redis_and_writes_no_row(on_redis, client)
     assert stored_rows() == 0
 
 
+def test_a_page_whose_challenge_is_in_redis_commits_nothing(on_redis, client):
+    """It has nothing to write: the empty commit is skipped."""
+    commits = []
+    record = commits.append
+    sa.event.listen(db.session, "after_commit", record)
+    try:
+        page_fields(client)
+        client.get("/tianjin/resend")
+        client.get("/tianjin/captcha/new", headers={"HX-Request": "true"})
+    finally:
+        sa.event.remove(db.session, "after_commit", record)
+    assert commits == []
+
+
+def test_without_redis_a_page_commits_its_challenge(client):
+    fields = page_fields(client)
+    assert stored_rows() == 1
+    assert answered(post(client, fields))
+
+
 def test_a_challenge_in_redis_is_used_once_whatever_the_answer(on_redis, client):
     fields = page_fields(client)
     assert not answered(post(client, fields, captcha="NOPE"))
