@@ -10,8 +10,10 @@ keyed by province: a page gets only its own province's row.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import date
+from typing import TypeVar
 
 import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context, render_template
@@ -20,6 +22,8 @@ from markupsafe import Markup
 
 from portal.extensions import db
 from portal.models import FilingTypeRule, Province
+
+T = TypeVar("T")
 
 SECONDS = 3.0
 WATCHED = {Province.__tablename__, FilingTypeRule.__tablename__}
@@ -70,10 +74,18 @@ def checked_types() -> dict[str, bool]:
 def rendered(template: str, slug: str) -> Markup:
     """A template that reads only the province's settings and the rules, rendered once per
     copy: the help beside every form changes only when they do."""
+    return kept(
+        (template, slug), lambda: Markup(render_template(template, province=province(slug)))
+    )
+
+
+def kept(key: tuple, make: Callable[[], T]) -> T:
+    """What `make` builds from nothing but the provinces' settings and the rules, built once
+    per copy and dropped with it."""
     parts = _copy().parts
-    if (template, slug) not in parts:
-        parts[template, slug] = Markup(render_template(template, province=province(slug)))
-    return parts[template, slug]
+    if key not in parts:
+        parts[key] = make()
+    return parts[key]
 
 
 def _copy() -> _Copy:

@@ -13,7 +13,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     g,
     make_response,
     redirect,
@@ -265,14 +264,12 @@ _TOKEN_STAND_IN = secrets.token_hex(24)
 
 
 def _blank_page(template: str, form: BlankForm) -> str:
-    kept = current_app.extensions.setdefault("blank_pages", {})
-    province, rules = g.province, rules_cache.checked_types()
-    entry = kept.get((template, province.slug))
-    if entry is None or entry[0] is not province or entry[1] is not rules:
+    def render_with_stand_ins() -> str:
         stand_in = BlankForm(form.fields, _ID_STAND_IN, _TOKEN_STAND_IN)
-        entry = province, rules, render_template(template, **_context(stand_in, None))
-        kept[template, province.slug] = entry
-    page = entry[2].replace(_ID_STAND_IN, form.captcha_id.data)
+        return render_template(template, **_context(stand_in, None))
+
+    page = rules_cache.kept(("blank page", template, g.province.slug), render_with_stand_ins)
+    page = page.replace(_ID_STAND_IN, form.captcha_id.data)
     return page.replace(_TOKEN_STAND_IN, form.csrf_token.current_token)
 
 
