@@ -81,6 +81,8 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
         **{name: environ.get(name) for name in GATEWAY_SETTINGS},
         # Receipts are taken at /sms/receipts/<gateway>/<token>; unset, every one answers 404.
         "SMS_RECEIPT_TOKEN": environ.get("SMS_RECEIPT_TOKEN") or None,
+        # RQ stops a delivery job after this; a killed job's texts are taken again 30 s later.
+        "DELIVERY_JOB_SECONDS": _positive(environ, "DELIVERY_JOB_SECONDS", 180),
         "SMS_RECEIPT_WAIT_SECONDS": _count(environ, "SMS_RECEIPT_WAIT_SECONDS") or 120,
         # Pacing per phone, as the carriers require (portal/delivery/pacing.py).
         "SMS_PHONE_MIN_INTERVAL_SECONDS": _count(environ, "SMS_PHONE_MIN_INTERVAL_SECONDS", "60"),

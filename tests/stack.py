@@ -41,6 +41,8 @@ from tests.servers import Endpoint, RedisServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 30
+# The local gateway answers within seconds: a killed job's texts wait this + 30 s, not 210 s.
+DELIVERY_JOB_SECONDS = 20
 # Each pytest-xdist worker (up to five) picks ports from a part of these ranges of its own, so
 # two stacks starting at once never take the same one.
 _SLOT = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % 5
@@ -232,6 +234,7 @@ def stack_env(
         "CAPTCHA_TEST_ANSWER": CAPTCHA,
         "RATELIMIT_ENABLED": "false",
         "GUNICORN_WORKERS": "2",
+        "DELIVERY_JOB_SECONDS": str(DELIVERY_JOB_SECONDS),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),
     }
 

@@ -104,10 +104,10 @@ def test_a_redis_outage_loses_no_code_and_sends_none_twice(
 
     own_redis.start()
     assert queue.count == 0
-    later = utcnow() + outbox.RQ_GRACE + outbox.CLAIM
+    later = utcnow() + outbox.RQ_GRACE + outbox.claim_period()
     assert relay.relay(later) == 4
     run_worker(queue)
-    assert relay.relay(later + outbox.CLAIM) == 0
+    assert relay.relay(later + outbox.claim_period()) == 0
     run_worker(queue)
 
     lines = sent_lines(env)
@@ -214,8 +214,8 @@ def test_a_worker_killed_while_sending_is_made_good_by_the_relay(
 
     # The relay leaves the text to the job holding it, and takes it at the first sweep after
     # the hold ran out (no RQ_GRACE: the job that held it is dead, not late).
-    assert relay.relay(utcnow() + outbox.CLAIM - timedelta(seconds=5)) == 0
-    assert relay.relay(utcnow() + outbox.CLAIM) == 1
+    assert relay.relay(utcnow() + outbox.claim_period() - timedelta(seconds=5)) == 0
+    assert relay.relay(utcnow() + outbox.claim_period()) == 1
     run_worker(queue)
 
     db.session.remove()

@@ -113,6 +113,20 @@ def test_a_redis_time_out_that_is_no_short_duration_is_refused(tmp_path, given):
         settings.from_env({"REDIS_TIMEOUT_SECONDS": given}, str(tmp_path))
 
 
+def test_a_delivery_job_may_run_180_s_unless_set(tmp_path):
+    assert settings.from_env({}, str(tmp_path))["DELIVERY_JOB_SECONDS"] == 180
+    assert (
+        settings.from_env({"DELIVERY_JOB_SECONDS": "20"}, str(tmp_path))["DELIVERY_JOB_SECONDS"]
+        == 20
+    )
+
+
+@pytest.mark.parametrize("given", ["0", "-5", "soon"])
+def test_a_delivery_job_time_that_is_no_positive_number_is_refused(tmp_path, given):
+    with pytest.raises(SettingsError, match="DELIVERY_JOB_SECONDS"):
+        settings.from_env({"DELIVERY_JOB_SECONDS": given}, str(tmp_path))
+
+
 def test_the_apps_redis_clients_carry_the_time_outs(production_env):
     env = {**production_env, "REDIS_TIMEOUT_SECONDS": "0.7", "RATELIMIT_ENABLED": "true"}
     app = create_app(env)

@@ -9,7 +9,7 @@ in-process otherwise. A row whose job Redis refused is marked never queued
 that is in Redis and merely late.
 
 A job takes rows with `claim`, one conditional UPDATE for texts and events alike: a row is
-taken only while undelivered and held by nobody, and the taker holds it for `CLAIM`.
+taken only while undelivered and held by nobody, and the taker holds it for `claim_period()`.
 """
 
 import logging
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask import current_app
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.utils import import_attribute
@@ -35,11 +36,6 @@ SMS_MAX_ATTEMPTS = len(SMS_RETRY_DELAYS) + 1
 # Webhooks are retried for more than 24 hours (the delays add up to about 26 h).
 WEBHOOK_RETRY_DELAYS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200)
 WEBHOOK_MAX_ATTEMPTS = len(WEBHOOK_RETRY_DELAYS) + 1
-# RQ stops a delivery job after JOB_SECONDS (a batch of texts whose gateways all time out
-# takes about 130 s). A job holds the rows it attempts for longer, so a hold runs out only when
-# its job is dead; the relay then takes the rows at its next sweep.
-JOB_SECONDS = 180
-CLAIM = timedelta(seconds=JOB_SECONDS + 30)
 # With RQ, the relay leaves a row whose job is in Redis this long past its due time to RQ.
 RQ_GRACE = timedelta(minutes=5)
 # Texts a batch job claims and sends at once (`sending`).
@@ -58,6 +54,18 @@ UNDELIVERED = {
 }
 
 _ASKED = "outbox"
+
+
+def job_seconds() -> int:
+    """How long RQ lets a delivery job run (`DELIVERY_JOB_SECONDS`, 180 by default: a batch of
+    texts whose gateways all time out takes about 130 s)."""
+    return current_app.config["DELIVERY_JOB_SECONDS"]
+
+
+def claim_period() -> timedelta:
+    """How long a job holds the rows it attempts: longer than it may run, so a hold runs out
+    only when its job is dead; the relay then takes the rows at its next sweep."""
+    return timedelta(seconds=job_seconds() + 30)
 
 
 @dataclass
@@ -114,7 +122,7 @@ def queue_texts(message_ids: list[int]) -> None:
         SmsMessage,
         batches,
         retry=batch_retry(),
-        timeout=JOB_SECONDS,
+        timeout=job_seconds(),
     )
 
 
@@ -132,7 +140,7 @@ def queue_events(event_ids: list[str]) -> None:
             Event,
             event_ids,
             retry=webhook_retry(),
-            timeout=JOB_SECONDS,
+            timeout=job_seconds(),
         )
     else:
         batches = list(_chunks(event_ids, EVENT_BATCH))
@@ -155,9 +163,11 @@ def queue_at(when: datetime | None, job: str, model, arg, retry: Retry | None) -
         return
     try:
         if when is None:
-            queue.enqueue(f"portal.jobs.{job}", arg, retry=retry, job_timeout=JOB_SECONDS)
+            queue.enqueue(f"portal.jobs.{job}", arg, retry=retry, job_timeout=job_seconds())
         else:
-            queue.enqueue_at(when, f"portal.jobs.{job}", arg, retry=retry, job_timeout=JOB_SECONDS)
+            queue.enqueue_at(
+                when, f"portal.jobs.{job}", arg, retry=retry, job_timeout=job_seconds()
+            )
     except RedisError:
         log.warning("could not queue %s(%r); the next sweep will", job, arg)
         mark_never_queued(model, _ids([arg]))
@@ -208,13 +218,13 @@ def mark_never_queued(model, row_ids: list) -> None:
 
 def claim(model, row_ids: list, now: datetime) -> list:
     """Take the rows for one attempt, each only while it is undelivered and nobody holds it
-    (no hold, or one that ran out); returns the ids taken, each now held for `CLAIM`. Commits,
+    (no hold, or one that ran out); returns the ids taken, each now held for `claim_period()`. Commits,
     so the hold is seen by every other job at once."""
     taken = list(
         db.session.scalars(
             sa.update(model)
             .where(model.id.in_(row_ids), UNDELIVERED[model], unheld(model, now))
-            .values(attempts=model.attempts + 1, held_until=now + CLAIM)
+            .values(attempts=model.attempts + 1, held_until=now + claim_period())
             .returning(model.id)
             .execution_options(synchronize_session=False)
         )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from portal import queues
 from portal.delivery import outbox
-from portal.delivery.outbox import CLAIM, RQ_GRACE, UNDELIVERED
+from portal.delivery.outbox import RQ_GRACE, UNDELIVERED, claim_period
 from portal.extensions import db
 from portal.models import Event, SmsMessage
 
@@ -51,7 +51,7 @@ def _take_due(model, now: datetime, grace: timedelta) -> list:
         db.session.scalars(
             sa.update(model)
             .where(model.id.in_(batch), due)
-            .values(next_attempt_at=now + CLAIM, held_until=None, enqueue_failed_at=None)
+            .values(next_attempt_at=now + claim_period(), held_until=None, enqueue_failed_at=None)
             .returning(model.id)
             .execution_options(synchronize_session=False)
         )
