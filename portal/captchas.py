@@ -1,8 +1,10 @@
 """Image captchas, with an audio alternative: the answer stays on the server, each
 challenge is used once.
 
-A challenge's id is kept in the session (the last few, so two open tabs both
-work) and posted back with the form; checking deletes it, whatever the answer. Its answer
+A challenge's id is bound to the session that asked for it (`_bound_id`: a nonce and a
+MAC of it under the session's own random id, so any number of open tabs work and a page
+writes nothing to the session once it has its id) and posted back with the form; checking
+deletes it, whatever the answer. Its answer
 is kept in Redis when there is one, else in the database (`CaptchaChallenge`).
 With Redis, images come ready-made from a pool workers keep filled (see `POOL_SIZE`);
 otherwise the image, and always the audio clip, are made on demand, only for the
@@ -10,8 +12,8 @@ session's own challenges. The periodic sweep deletes challenges that expired unu
 """
 
 import contextlib
+import hmac
 import secrets
-import uuid
 from datetime import datetime, timedelta
 from io import BytesIO
 
@@ -30,7 +32,6 @@ from portal.models import CaptchaChallenge
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 LENGTH = 4
 LIFETIME = timedelta(minutes=5)
-KEPT_PER_SESSION = 3
 
 _images = ImageCaptcha(width=160, height=60)
 # The bundled voices read digits and upper-case letters: every character of ALPHABET.
@@ -38,31 +39,69 @@ _voices = AudioCaptcha()
 
 
 def new_challenge(now: datetime) -> str:
-    redis, challenge_id = _redis(), None
+    challenge_id = _bound_id()
+    redis = _redis()
     if redis is not None:
-        with contextlib.suppress(RedisError):  # then in the database, at once
-            challenge_id = _new_in_redis(redis, now)
-    challenge_id = challenge_id or _kept_in_database(_new_answer(), now)
-    session["captchas"] = [*session.get("captchas", [])[-(KEPT_PER_SESSION - 1) :], challenge_id]
+        try:
+            _new_in_redis(redis, challenge_id, now)
+            return challenge_id
+        except RedisError:
+            pass  # then in the database, at once
+    db.session.add(CaptchaChallenge(id=challenge_id, answer=_new_answer(), created_at=now))
+    db.session.flush()
     return challenge_id
+
+
+# A challenge id is NONCE_LENGTH hex characters and the first TAG_LENGTH of their HMAC under
+# the secret key with the session's id ("sid", drawn at the session's first challenge and
+# then kept in its signed cookie). Another session's ids fail the check, as the list of its
+# ids in the cookie did, without signing the cookie anew on every page.
+NONCE_LENGTH = 20
+TAG_LENGTH = 12
+
+
+def _bound_id() -> str:
+    if "sid" not in session:
+        session["sid"] = secrets.token_hex(16)
+    nonce = secrets.token_hex(NONCE_LENGTH // 2)
+    return nonce + _tag(current_app.secret_key, session["sid"], nonce)
+
+
+def _tag(key: str, session_id: str, nonce: str) -> str:
+    message = f"captcha:{session_id}:{nonce}".encode()
+    return hmac.new(key.encode(), message, "sha256").hexdigest()[:TAG_LENGTH]
+
+
+def is_own(challenge_id: str | None) -> bool:
+    """True for an id this session was given (used or not), under the secret key or, while
+    the session's cookie is still taken, one of its fallbacks."""
+    session_id = session.get("sid")
+    if not session_id or not challenge_id or len(challenge_id) != NONCE_LENGTH + TAG_LENGTH:
+        return False
+    nonce, tag = challenge_id[:NONCE_LENGTH], challenge_id[NONCE_LENGTH:].encode()
+    keys = (current_app.secret_key, *(current_app.config["SECRET_KEY_FALLBACKS"] or ()))
+    return any(hmac.compare_digest(tag, _tag(key, session_id, nonce).encode()) for key in keys)
+
+
+def unused(challenge_id: str | None) -> bool:
+    """True for one of this session's challenges that is still to be answered."""
+    return _answer(challenge_id) is not None
 
 
 # With Redis, a challenge's answer is kept there (`captcha:challenge:<id>`, with its time)
 # and used up by GETDEL: a page then writes nothing to the database. Without Redis, or while
 # it fails, the answer is a database row; a challenge is looked for in Redis, then there.
-def _new_in_redis(redis: Redis, now: datetime) -> str:
+def _new_in_redis(redis: Redis, challenge_id: str, now: datetime) -> None:
     """One round trip: the script takes an image from the pool (or, with none, keeps the
     answer drawn here) and stores the challenge; the image never leaves Redis."""
-    challenge_id = uuid.uuid4().hex
     answer, created_at = _new_answer(), now.isoformat()
     if not _pool_size():
         redis.set(_challenge_key(challenge_id), f"{answer}|{created_at}", ex=REDIS_EXPIRY)
-        return challenge_id
+        return
     keys = [_pool_key(), _challenge_key(challenge_id), _image_key(challenge_id), REFILL_LOCK]
     args = [answer, created_at, REDIS_EXPIRY, IMAGE_TTL, REFILL_BELOW, REFILL_LOCK_SECONDS]
     if _NEW_CHALLENGE(keys=keys, args=args, client=redis):
         queues.rq_queue(queues.MAINTENANCE).enqueue("portal.jobs.refill_captchas")
-    return challenge_id
 
 
 # KEYS: the pool, the challenge, its image, the refill lock. ARGV: the answer for when the
@@ -87,13 +126,6 @@ end
 return 0
 """,
 )
-
-
-def _kept_in_database(answer: str, now: datetime) -> str:
-    challenge = CaptchaChallenge(answer=answer, created_at=now)
-    db.session.add(challenge)
-    db.session.flush()
-    return challenge.id
 
 
 def _challenge_key(challenge_id: str) -> str:
@@ -124,7 +156,7 @@ def _new_answer() -> str:
 def image(challenge_id: str) -> BytesIO | None:
     """The image of one of this session's challenges: from Redis while it keeps it (a Redis
     read), else made now from the stored answer (~4 ms of CPU) and kept there."""
-    if challenge_id not in session.get("captchas", []):
+    if not is_own(challenge_id):
         return None
     if png := _pooled_image(challenge_id):
         return BytesIO(png)
@@ -209,9 +241,9 @@ def audio(challenge_id: str) -> BytesIO | None:
     return BytesIO(_voices.generate(answer.upper())) if answer else None
 
 
-def _answer(challenge_id: str) -> str | None:
+def _answer(challenge_id: str | None) -> str | None:
     """The answer of one of this session's challenges."""
-    if challenge_id not in session.get("captchas", []):
+    if not is_own(challenge_id):
         return None
     if kept := _from_redis(challenge_id, use_up=False):
         return kept[0]
@@ -231,10 +263,8 @@ def delete_expired(now: datetime) -> int:
 
 def solve(challenge_id: str | None, answer: str | None, now: datetime) -> bool:
     """Use up the challenge; true when it was this session's, fresh and answered right."""
-    ids = session.get("captchas", [])
-    if not challenge_id or challenge_id not in ids:
+    if not is_own(challenge_id):
         return False
-    session["captchas"] = [kept for kept in ids if kept != challenge_id]
     row = _from_redis(challenge_id, use_up=True) or _used_up_in_database(challenge_id)
     if row is None or not answer:
         return False

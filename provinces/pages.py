@@ -18,7 +18,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 
@@ -158,7 +157,7 @@ def too_many_requests(error: limits.RateLimitExceeded):
     page, form_class = FORMS.get(request.endpoint.rpartition(".")[2], (None, None))
     if request.method == "POST" and form_class is not None:
         form = form_class()
-        if form.captcha_id.data not in session.get("captchas", []):
+        if not captchas.unused(form.captcha_id.data):
             form.captcha_id.data = captchas.new_challenge(utcnow())
             db.session.commit()
         form.captcha.data = ""

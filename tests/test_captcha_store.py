@@ -90,6 +90,37 @@ def test_a_challenge_in_redis_is_only_for_its_own_session(on_redis, app, client)
     assert on_redis.exists(f"captcha:challenge:{others['captcha_id']}"), "not used up by others"
 
 
+def test_only_a_sessions_first_page_sets_its_cookie(on_redis, client):
+    """A challenge is bound to the session by its id, not listed in the cookie: later pages
+    and posts leave the cookie as it is (no new signature on every page)."""
+    first = client.get("/tianjin/verify")
+    assert "session=" in first.headers.get("Set-Cookie", "")
+    fields = page_fields(client)
+    later = client.get("/tianjin/verify")
+    assert "Set-Cookie" not in later.headers
+    answer = post(client, fields)
+    assert answered(answer)
+    assert "Set-Cookie" not in answer.headers
+
+
+def test_every_open_tab_of_a_session_can_answer_its_challenge(on_redis, client):
+    tabs = [page_fields(client) for _ in range(6)]
+    assert all(answered(post(client, fields)) for fields in tabs)
+
+
+@pytest.mark.parametrize("backend_store", ["redis", "database"])
+def test_a_made_up_challenge_id_is_refused(request, client, backend_store):
+    """Right length, wrong MAC: neither its image nor an answer, wherever challenges are kept."""
+    if backend_store == "redis":
+        request.getfixturevalue("on_redis")
+    own = page_fields(client)["captcha_id"]
+    cut = captchas.NONCE_LENGTH
+    forged = own[:cut] + ("1" if own[cut] == "0" else "0") + own[cut + 1 :]
+    assert client.get(f"/tianjin/captcha/{forged}.png").status_code == 404
+    assert not answered(post(client, {**page_fields(client), "captcha_id": forged}))
+    assert client.get(f"/tianjin/captcha/{own}.png").status_code == 200
+
+
 @pytest.mark.parametrize(("age", "accepted"), [(timedelta(minutes=5, seconds=1), False),
                                                (timedelta(minutes=4, seconds=50), True)])  # fmt: skip
 def test_a_challenge_in_redis_lasts_five_minutes(on_redis, client, age, accepted):
