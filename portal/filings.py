@@ -5,10 +5,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events, live_codes, personal_links, rules_cache
 from portal.api.schemas import (
@@ -23,11 +23,13 @@ from portal.models import (
     Filing,
     FilingStatus,
     FilingType,
+    LiveCode,
     MessageKind,
     Provider,
     Record,
     SmsMessage,
     Verification,
+    VerificationStatus,
 )
 from portal.protection import sealing
 from portal.protection.personal_data import (
@@ -88,10 +90,36 @@ class Person:
     roles: tuple[str, ...]
 
 
+class Intake(NamedTuple):
+    """What an intake did: the filing, whether it is new, and the codes it issued."""
+
+    filing: Filing
+    created: bool
+    codes: list["IssuedCode"]
+
+
+@dataclass
+class IssuedCode:
+    """A verification just written by intake, as its answer shows it and as
+    `personal_links.issue` gives it its link (no ORM object is made)."""
+
+    id: int
+    phone_masked: str
+    roles: list[str]
+    status: str = VerificationStatus.PENDING
+    link_digest: str | None = None
+
+
 def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, bool]:
-    """Take a filing in; returns it and whether it is new. A known reference returns its filing
-    when the body is the same, and is refused when it is not, whatever the checks of the body
-    say: the reference is looked up when the body is refused or when the insert finds it taken."""
+    """Take a filing in (`take_in`); returns it and whether it is new."""
+    intake = take_in(provider, data, now)
+    return intake.filing, intake.created
+
+
+def take_in(provider: Provider, data: FilingIn, now: datetime) -> Intake:
+    """Take a filing in. A known reference returns its filing when the body is the same, and
+    is refused when it is not, whatever the checks of the body say: the reference is looked up
+    when the body is refused or when the insert finds it taken."""
     body = _canonical_body(data)
     try:
         province_slug, people, checked = _checks(data, now)
@@ -99,16 +127,14 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
         existing = _resubmitted(provider, data, body)
         if existing is None:
             raise
-        return existing, False
+        return Intake(existing, False, [])
     # Drawn before the first write, which on SQLite locks out every other intake till commit.
     codes = _unused_codes(province_slug, len(people)) if checked else []
     filing = _insert_unless_referenced(provider, data, body, province_slug, checked, now)
     if filing is None:
-        return _resubmitted(provider, data, body), False
-    if checked:
-        verifications = _issue_codes(filing, people, codes)
-        send_codes(verifications, MessageKind.INITIAL, now)
-    return filing, True
+        return Intake(_resubmitted(provider, data, body), False, [])
+    issued = _issue_codes(filing, people, codes, now) if checked else []
+    return Intake(filing, True, issued)
 
 
 def _checks(data: FilingIn, now: datetime) -> tuple[str, list[Person], bool]:
@@ -154,10 +180,7 @@ def _insert_unless_referenced(
     }
     insert = _INSERTS[db.session.get_bind().dialect.name](Filing)
     statement = insert.on_conflict_do_nothing(index_elements=["provider_id", "reference"])
-    filing = db.session.scalars(statement.returning(Filing), [row]).one_or_none()
-    if filing is not None:  # its codes are held in memory as they are issued (the answer)
-        set_committed_value(filing, "verifications", [])
-    return filing
+    return db.session.scalars(statement.returning(Filing), [row]).one_or_none()
 
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -248,26 +271,77 @@ def _type_is_checked(filing_type: str) -> bool:
     return rules_cache.checked_types().get(filing_type, False)
 
 
-def _issue_codes(filing: Filing, people: list[Person], codes: list[str]) -> list[Verification]:
-    verifications = [
-        Verification(
-            filing=filing,
-            province_slug=filing.province_slug,
-            **sealed_phone(filing.id, person.phone),
-            roles=list(person.roles),
-            code_digest=sealing.digest("code", code),
-            code_sealed=seal_code(filing.id, code),
-            id_digest=id_last6_digest(person.id_number[-6:]),
-            id_masked=mask_id(person.id_number),
-            noon_resend_at=next_day_noon(filing.created_at),
-        )
-        for person, code in zip(people, codes, strict=True)
+def _issue_codes(
+    filing: Filing, people: list[Person], codes: list[str], now: datetime
+) -> list[IssuedCode]:
+    """The filing's verifications, each holding its code in the live codes, and their first
+    texts, sent once the transaction commits: Core inserts, one round trip each (the ORM's
+    unit of work cost more than the statements here), and one update for the links, which
+    are made from the verifications' ids."""
+    rows = [_verification_row(filing, p, code) for p, code in zip(people, codes, strict=True)]
+    ids = db.session.scalars(_INSERT_VERIFICATIONS, rows).all()
+    issued = [
+        IssuedCode(id=id_, phone_masked=row["phone_masked"], roles=row["roles"])
+        for id_, row in zip(ids, rows, strict=True)
     ]
-    db.session.add_all(verifications)
-    db.session.flush()  # a link is made from the verification's id
-    for verification, code in zip(verifications, codes, strict=True):
+    for verification, code in zip(issued, codes, strict=True):
         personal_links.issue(verification, code)
-    return verifications
+    db.session.execute(
+        _SET_LINK_DIGESTS,
+        [{"verification_id": v.id, "link": v.link_digest} for v in issued],
+    )
+    db.session.execute(
+        _INSERT_LIVE_CODES,
+        [
+            {"verification_id": v.id, "province_slug": filing.province_slug,
+             "code_digest": row["code_digest"], "noon_resend_at": row["noon_resend_at"]}
+            for v, row in zip(issued, rows, strict=True)
+        ],
+    )  # fmt: skip
+    _text_after_commit(ids, MessageKind.INITIAL, now)
+    return issued
+
+
+def _verification_row(filing: Filing, person: Person, code: str) -> dict:
+    return {
+        "filing_id": filing.id,
+        "province_slug": filing.province_slug,
+        **sealed_phone(filing.id, person.phone),
+        "roles": list(person.roles),
+        "code_digest": sealing.digest("code", code),
+        "code_sealed": seal_code(filing.id, code),
+        "id_digest": id_last6_digest(person.id_number[-6:]),
+        "id_masked": mask_id(person.id_number),
+        "noon_resend_at": next_day_noon(filing.created_at),
+    }
+
+
+_verifications = Verification.__table__
+_INSERT_VERIFICATIONS = _verifications.insert().returning(
+    _verifications.c.id, sort_by_parameter_order=True
+)
+_SET_LINK_DIGESTS = (
+    _verifications.update()
+    .where(_verifications.c.id == sa.bindparam("verification_id"))
+    .values(link_digest=sa.bindparam("link"))
+)
+_INSERT_LIVE_CODES = LiveCode.__table__.insert()
+_INSERT_TEXTS = SmsMessage.__table__.insert().returning(
+    SmsMessage.__table__.c.id, sort_by_parameter_order=True
+)
+
+
+def _text_after_commit(verification_ids: list[int], kind: MessageKind, now: datetime) -> None:
+    """`send_codes` for verifications that have no ORM object: one Core insert."""
+    message_ids = db.session.scalars(
+        _INSERT_TEXTS,
+        [
+            {"verification_id": id_, "kind": kind, "created_at": now, "next_attempt_at": now}
+            for id_ in verification_ids
+        ],
+    ).all()
+    for message_id in message_ids:
+        outbox.text_after_commit(message_id)
 
 
 def send_codes(verifications: list[Verification], kind: MessageKind, now: datetime) -> None:
