@@ -1,5 +1,6 @@
 """Filings from access providers: which phones are checked, intake, and status changes."""
 
+import functools
 import json
 import secrets
 import uuid
@@ -25,6 +26,7 @@ from portal.models import (
     FilingType,
     LiveCode,
     MessageKind,
+    MessageStatus,
     Provider,
     Record,
     SmsMessage,
@@ -178,7 +180,7 @@ def _insert_unless_referenced(
         "created_at": now,
         "status": FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
     }
-    insert = _INSERTS[db.session.get_bind().dialect.name](Filing)
+    insert = _INSERTS[_dialect()](Filing)
     statement = insert.on_conflict_do_nothing(index_elements=["provider_id", "reference"])
     return db.session.scalars(statement.returning(Filing), [row]).one_or_none()
 
@@ -275,35 +277,33 @@ def _issue_codes(
     filing: Filing, people: list[Person], codes: list[str], now: datetime
 ) -> list[IssuedCode]:
     """The filing's verifications, each holding its code in the live codes, and their first
-    texts, sent once the transaction commits: Core inserts, one round trip each (the ORM's
-    unit of work cost more than the statements here), and one update for the links, which
-    are made from the verifications' ids."""
-    rows = [_verification_row(filing, p, code) for p, code in zip(people, codes, strict=True)]
-    ids = db.session.scalars(_INSERT_VERIFICATIONS, rows).all()
-    issued = [
-        IssuedCode(id=id_, phone_masked=row["phone_masked"], roles=row["roles"])
-        for id_, row in zip(ids, rows, strict=True)
-    ]
-    for verification, code in zip(issued, codes, strict=True):
-        personal_links.issue(verification, code)
-    db.session.execute(
-        _SET_LINK_DIGESTS,
-        [{"verification_id": v.id, "link": v.link_digest} for v in issued],
-    )
-    db.session.execute(
-        _INSERT_LIVE_CODES,
-        [
-            {"verification_id": v.id, "province_slug": filing.province_slug,
+    texts, sent once the transaction commits. Core inserts of rows complete before they are
+    written: the links are made from the verifications' ids, which are taken first (the ORM's
+    unit of work and an update of the links cost more than the statements themselves)."""
+    ids = _new_verification_ids(len(people))
+    issued, verifications, reserved = [], [], []
+    for id_, person, code in zip(ids, people, codes, strict=True):
+        row = _verification_row(id_, filing, person, code)
+        issued.append(IssuedCode(id=id_, phone_masked=row["phone_masked"], roles=row["roles"]))
+        personal_links.issue(issued[-1], code)
+        verifications.append({**row, "link_digest": issued[-1].link_digest})
+        reserved.append(
+            {"verification_id": id_, "province_slug": filing.province_slug,
              "code_digest": row["code_digest"], "noon_resend_at": row["noon_resend_at"]}
-            for v, row in zip(issued, rows, strict=True)
-        ],
-    )  # fmt: skip
-    _text_after_commit(ids, MessageKind.INITIAL, now)
+        )  # fmt: skip
+    texts = [
+        {"verification_id": id_, "kind": MessageKind.INITIAL, "status": MessageStatus.QUEUED,
+         "attempts": 0, "created_at": now, "next_attempt_at": now}
+        for id_ in ids
+    ]  # fmt: skip
+    for message_id in _WRITE_CODES[_dialect()](verifications, reserved, texts):
+        outbox.text_after_commit(message_id)
     return issued
 
 
-def _verification_row(filing: Filing, person: Person, code: str) -> dict:
+def _verification_row(id_: int, filing: Filing, person: Person, code: str) -> dict:
     return {
+        "id": id_,
         "filing_id": filing.id,
         "province_slug": filing.province_slug,
         **sealed_phone(filing.id, person.phone),
@@ -312,36 +312,113 @@ def _verification_row(filing: Filing, person: Person, code: str) -> dict:
         "code_sealed": seal_code(filing.id, code),
         "id_digest": id_last6_digest(person.id_number[-6:]),
         "id_masked": mask_id(person.id_number),
+        "status": VerificationStatus.PENDING,
+        "wrong_id_count": 0,
+        "resend_count": 0,
         "noon_resend_at": next_day_noon(filing.created_at),
+        "noon_resent": False,
     }
 
 
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
 _verifications = Verification.__table__
-_INSERT_VERIFICATIONS = _verifications.insert().returning(
-    _verifications.c.id, sort_by_parameter_order=True
-)
-_SET_LINK_DIGESTS = (
-    _verifications.update()
-    .where(_verifications.c.id == sa.bindparam("verification_id"))
-    .values(link_digest=sa.bindparam("link"))
-)
-_INSERT_LIVE_CODES = LiveCode.__table__.insert()
-_INSERT_TEXTS = SmsMessage.__table__.insert().returning(
-    SmsMessage.__table__.c.id, sort_by_parameter_order=True
-)
+_live_codes = LiveCode.__table__
+_texts = SmsMessage.__table__
 
 
-def _text_after_commit(verification_ids: list[int], kind: MessageKind, now: datetime) -> None:
-    """`send_codes` for verifications that have no ORM object: one Core insert."""
-    message_ids = db.session.scalars(
-        _INSERT_TEXTS,
-        [
-            {"verification_id": id_, "kind": kind, "created_at": now, "next_attempt_at": now}
-            for id_ in verification_ids
-        ],
-    ).all()
-    for message_id in message_ids:
-        outbox.text_after_commit(message_id)
+def _new_verification_ids(count: int) -> list[int]:
+    """Ids for the new verifications. On PostgreSQL from their sequence; on SQLite the ones
+    it would give: this transaction holds the database's write lock since the filing's
+    insert, so no other writer takes them before the commit."""
+    if _dialect() == "postgresql":
+        return list(db.session.scalars(_NEXT_IDS, {"count": count}))
+    last = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(_verifications.c.id), 0)))
+    return list(range(last + 1, last + 1 + count))
+
+
+_NEXT_IDS = sa.select(
+    sa.func.nextval(sa.func.pg_get_serial_sequence("verifications", "id"))
+).select_from(sa.func.generate_series(1, sa.bindparam("count")))
+
+
+def _write_codes_postgresql(verifications: list, reserved: list, texts: list) -> list[int]:
+    """The three inserts in one statement (the texts' and the live codes' references to the
+    verifications are checked at its end); the texts' ids."""
+    connection = db.session.connection()
+    sql, processors = _codes_statement(len(texts), connection.dialect)
+    parameters = {
+        name: value if process is None else process(value)
+        for (name, process), value in zip(
+            processors,
+            (
+                row[column]
+                for rows, columns in (
+                    (verifications, _VERIFICATION_COLUMNS),
+                    (reserved, _LIVE_CODE_COLUMNS),
+                    (texts, _TEXT_COLUMNS),
+                )
+                for row in rows
+                for column in columns
+            ),
+            strict=True,
+        )
+    }
+    return list(connection.exec_driver_sql(sql, parameters).scalars())
+
+
+@functools.lru_cache(maxsize=16)
+def _codes_statement(count: int, dialect: sa.Dialect) -> tuple[str, list]:
+    """The statement for `count` codes, compiled once, and each parameter's name and its
+    type's bind processor, in the order of the rows' columns: SQLAlchemy compiles a multi-row
+    insert at every call (it cannot cache one), which cost more than the statements it
+    saves. Every column is given: a multi-row insert leaves Python defaults out."""
+    processors = []
+
+    def rows(table: sa.Table, columns: tuple[str, ...], prefix: str) -> list[dict]:
+        values = []
+        for index in range(count):
+            values.append({})
+            for column in columns:
+                name, type_ = f"{prefix}{index}_{column}", table.c[column].type
+                processors.append((name, type_.dialect_impl(dialect).bind_processor(dialect)))
+                values[-1][column] = sa.bindparam(name, type_=type_)
+        return values
+
+    verifications = rows(_verifications, _VERIFICATION_COLUMNS, "v")
+    reserved = rows(_live_codes, _LIVE_CODE_COLUMNS, "l")
+    statement = (
+        sa.insert(_texts)
+        .values(rows(_texts, _TEXT_COLUMNS, "t"))
+        .returning(_texts.c.id)
+        .add_cte(
+            sa.insert(_verifications).values(verifications).cte("new_verifications"),
+            sa.insert(_live_codes).values(reserved).cte("new_live_codes"),
+        )
+    )
+    return statement.compile(dialect=dialect).string, processors
+
+
+_VERIFICATION_COLUMNS = (
+    "id", "filing_id", "province_slug", "phone_sealed", "phone_digest", "phone_masked", "roles",
+    "code_digest", "code_sealed", "id_digest", "id_masked", "status", "wrong_id_count",
+    "resend_count", "noon_resend_at", "noon_resent", "link_digest",
+)  # fmt: skip
+_LIVE_CODE_COLUMNS = ("verification_id", "province_slug", "code_digest", "noon_resend_at")
+_TEXT_COLUMNS = (
+    "verification_id", "kind", "status", "attempts", "created_at", "next_attempt_at",
+)  # fmt: skip
+
+
+def _write_codes_sqlite(verifications: list, reserved: list, texts: list) -> list[int]:
+    db.session.execute(_verifications.insert(), verifications)
+    db.session.execute(_live_codes.insert(), reserved)
+    return list(db.session.scalars(_texts.insert().returning(_texts.c.id), texts))
+
+
+_WRITE_CODES = {"postgresql": _write_codes_postgresql, "sqlite": _write_codes_sqlite}
 
 
 def send_codes(verifications: list[Verification], kind: MessageKind, now: datetime) -> None:
