@@ -113,9 +113,9 @@ class IssuedCode:
 
 
 def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, bool]:
-    """Take a filing in (`take_in`); returns it and whether it is new."""
-    intake = take_in(provider, data, now)
-    return intake.filing, intake.created
+    """Take a filing in (`take_in`); returns it, loaded in the session, and whether it is new."""
+    filing, created, _codes = take_in(provider, data, now)
+    return (db.session.get(Filing, filing.id) if created else filing), created
 
 
 def take_in(provider: Provider, data: FilingIn, now: datetime) -> Intake:
@@ -132,10 +132,11 @@ def take_in(provider: Provider, data: FilingIn, now: datetime) -> Intake:
         return Intake(existing, False, [])
     # Drawn before the first write, which on SQLite locks out every other intake till commit.
     codes = _unused_codes(province_slug, len(people)) if checked else []
-    filing = _insert_unless_referenced(provider, data, body, province_slug, checked, now)
-    if filing is None:
+    inserted = _insert_unless_referenced(provider, data, body, province_slug, len(codes), now)
+    if inserted is None:
         return Intake(_resubmitted(provider, data, body), False, [])
-    issued = _issue_codes(filing, people, codes, now) if checked else []
+    filing, verification_ids = inserted
+    issued = _issue_codes(filing, people, codes, verification_ids, now) if codes else []
     return Intake(filing, True, issued)
 
 
@@ -161,10 +162,12 @@ def _resubmitted(provider: Provider, data: FilingIn, body: str) -> Filing | None
 
 
 def _insert_unless_referenced(
-    provider: Provider, data: FilingIn, body: str, province_slug: str, checked: bool, now: datetime
-) -> Filing | None:
-    """The new filing, inserted unless the provider's reference is taken (then None): one
-    statement checks and inserts, and a concurrent intake of the reference is waited for."""
+    provider: Provider, data: FilingIn, body: str, province_slug: str, codes: int, now: datetime
+) -> tuple[Filing, list[int]] | None:
+    """The new filing, inserted unless the provider's reference is taken (then None), and ids
+    for its `codes` verifications: one statement checks and inserts (and on PostgreSQL takes
+    the ids from their sequence), and a concurrent intake of the reference is waited for. The
+    filing is described from what was written: a Filing that is not in the session."""
     filing_id = uuid.uuid4().hex
     content, principals = _stored_content(data)
     row = {
@@ -178,11 +181,42 @@ def _insert_unless_referenced(
         "body_digest": sealing.digest(BODY_DIGEST_PURPOSE, body),
         "personal_data_sealed": seal_principals(filing_id, principals),
         "created_at": now,
-        "status": FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
+        "status": FilingStatus.PENDING_VERIFICATION if codes else FilingStatus.UNDER_REVIEW,
     }
-    insert = _INSERTS[_dialect()](Filing)
+    dialect = _dialect()
+    inserted = db.session.execute(_insert_filing(dialect), {**row, "codes": codes}).one_or_none()
+    if inserted is None:
+        return None
+    if dialect == "postgresql":
+        ids = inserted.verification_ids or []
+    else:
+        ids = _next_verification_ids_sqlite(codes) if codes else []
+    return Filing(**row), ids
+
+
+_filings = Filing.__table__
+
+
+@functools.cache
+def _insert_filing(dialect: str) -> sa.Insert:
+    insert = _INSERTS[dialect](_filings)
     statement = insert.on_conflict_do_nothing(index_elements=["provider_id", "reference"])
-    return db.session.scalars(statement.returning(Filing), [row]).one_or_none()
+    if dialect != "postgresql":
+        return statement.returning(_filings.c.id)
+    sequence = sa.func.pg_get_serial_sequence("verifications", "id")
+    ids = (
+        sa.select(sa.func.array_agg(sa.func.nextval(sequence)))
+        .select_from(sa.func.generate_series(1, sa.bindparam("codes", type_=sa.Integer)))
+        .scalar_subquery()
+    )
+    return statement.returning(_filings.c.id, ids.label("verification_ids"))
+
+
+def _next_verification_ids_sqlite(count: int) -> list[int]:
+    """The ids SQLite would give the new verifications: this transaction holds the database's
+    write lock since the filing's insert, so no other writer takes them before the commit."""
+    last = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(_verifications.c.id), 0)))
+    return list(range(last + 1, last + 1 + count))
 
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -274,13 +308,12 @@ def _type_is_checked(filing_type: str) -> bool:
 
 
 def _issue_codes(
-    filing: Filing, people: list[Person], codes: list[str], now: datetime
+    filing: Filing, people: list[Person], codes: list[str], ids: list[int], now: datetime
 ) -> list[IssuedCode]:
     """The filing's verifications, each holding its code in the live codes, and their first
     texts, sent once the transaction commits. Core inserts of rows complete before they are
-    written: the links are made from the verifications' ids, which are taken first (the ORM's
-    unit of work and an update of the links cost more than the statements themselves)."""
-    ids = _new_verification_ids(len(people))
+    written: the links are made from the verifications' ids, taken with the filing's insert
+    (the ORM's unit of work and an update of the links cost more than the statements)."""
     issued, verifications, reserved = [], [], []
     for id_, person, code in zip(ids, people, codes, strict=True):
         row = _verification_row(id_, filing, person, code)
@@ -327,21 +360,6 @@ def _dialect() -> str:
 _verifications = Verification.__table__
 _live_codes = LiveCode.__table__
 _texts = SmsMessage.__table__
-
-
-def _new_verification_ids(count: int) -> list[int]:
-    """Ids for the new verifications. On PostgreSQL from their sequence; on SQLite the ones
-    it would give: this transaction holds the database's write lock since the filing's
-    insert, so no other writer takes them before the commit."""
-    if _dialect() == "postgresql":
-        return list(db.session.scalars(_NEXT_IDS, {"count": count}))
-    last = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(_verifications.c.id), 0)))
-    return list(range(last + 1, last + 1 + count))
-
-
-_NEXT_IDS = sa.select(
-    sa.func.nextval(sa.func.pg_get_serial_sequence("verifications", "id"))
-).select_from(sa.func.generate_series(1, sa.bindparam("count")))
 
 
 def _write_codes_postgresql(verifications: list, reserved: list, texts: list) -> list[int]:

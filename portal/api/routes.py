@@ -94,7 +94,7 @@ def create_filing() -> Response:
 
 
 def _take_in(data: FilingIn) -> tuple[FilingOut, bool]:
-    """Submit and commit; the answer is described before the commit expires the filing. When
+    """Submit and commit; the answer is described from what the intake wrote. When
     a concurrent intake committed the same code or the same reference first, the unique index
     refuses this one; taken in again, it sees the other's rows: it draws around its codes, or
     finds the filing of the reference."""
@@ -104,7 +104,9 @@ def _take_in(data: FilingIn) -> tuple[FilingOut, bool]:
             answer = taken_in(filing, codes) if created else describe(filing)
             db.session.commit()
             if created and codes and outbox.texts_run_in_process():
-                answer = describe(filing)  # the commit sent the texts and set the deadline
+                # The commit sent the texts and set the deadline: read them (a new filing is
+                # described from what intake wrote, not loaded in the session).
+                answer = describe(db.session.get(Filing, filing.id))
             return answer, created
         except IntegrityError:
             db.session.rollback()
