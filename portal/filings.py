@@ -364,70 +364,71 @@ _texts = SmsMessage.__table__
 
 def _write_codes_postgresql(verifications: list, reserved: list, texts: list) -> list[int]:
     """The three inserts in one statement (the texts' and the live codes' references to the
-    verifications are checked at its end); the texts' ids."""
+    verifications are checked at its end); the texts' ids. A value the rows share is one
+    parameter (the live codes' values are their verifications')."""
     connection = db.session.connection()
-    sql, processors = _codes_statement(len(texts), connection.dialect)
+    sql, processors = _codes_statement(len(verifications), connection.dialect)
+    values = {f"v_{column}": verifications[0][column] for column in _SHARED_BY_VERIFICATIONS}
+    values |= {f"t_{column}": texts[0][column] for column in _SHARED_BY_TEXTS}
+    for index, row in enumerate(verifications):
+        values |= {f"v{index}_{column}": row[column] for column in _VERIFICATION_OWN}
     parameters = {
-        name: value if process is None else process(value)
-        for (name, process), value in zip(
-            processors,
-            (
-                row[column]
-                for rows, columns in (
-                    (verifications, _VERIFICATION_COLUMNS),
-                    (reserved, _LIVE_CODE_COLUMNS),
-                    (texts, _TEXT_COLUMNS),
-                )
-                for row in rows
-                for column in columns
-            ),
-            strict=True,
-        )
+        name: values[name] if process is None else process(values[name])
+        for name, process in processors.items()
     }
     return list(connection.exec_driver_sql(sql, parameters).scalars())
 
 
 @functools.lru_cache(maxsize=16)
-def _codes_statement(count: int, dialect: sa.Dialect) -> tuple[str, list]:
-    """The statement for `count` codes, compiled once, and each parameter's name and its
-    type's bind processor, in the order of the rows' columns: SQLAlchemy compiles a multi-row
-    insert at every call (it cannot cache one), which cost more than the statements it
-    saves. Every column is given: a multi-row insert leaves Python defaults out."""
-    processors = []
+def _codes_statement(count: int, dialect: sa.Dialect) -> tuple[str, dict]:
+    """The statement for `count` codes, compiled once, and each parameter's bind processor.
+    SQLAlchemy compiles a multi-row insert at every call (it cannot cache one), which cost
+    more than the statements it saves; psycopg parses a statement again at every call when it
+    has more than 50 parameters, hence the shared ones (up to three codes stay under). Every
+    column is given: a multi-row insert leaves Python defaults out."""
+    processors: dict = {}
 
-    def rows(table: sa.Table, columns: tuple[str, ...], prefix: str) -> list[dict]:
-        values = []
-        for index in range(count):
-            values.append({})
-            for column in columns:
-                name, type_ = f"{prefix}{index}_{column}", table.c[column].type
-                processors.append((name, type_.dialect_impl(dialect).bind_processor(dialect)))
-                values[-1][column] = sa.bindparam(name, type_=type_)
-        return values
+    def param(table: sa.Table, column: str, name: str) -> sa.BindParameter:
+        type_ = table.c[column].type
+        processors[name] = type_.dialect_impl(dialect).bind_processor(dialect)
+        return sa.bindparam(name, type_=type_)
 
-    verifications = rows(_verifications, _VERIFICATION_COLUMNS, "v")
-    reserved = rows(_live_codes, _LIVE_CODE_COLUMNS, "l")
+    def verification(i: int) -> dict:
+        own = {c: param(_verifications, c, f"v{i}_{c}") for c in _VERIFICATION_OWN}
+        return own | {c: param(_verifications, c, f"v_{c}") for c in _SHARED_BY_VERIFICATIONS}
+
+    def live_code(i: int) -> dict:
+        return {
+            "verification_id": param(_verifications, "id", f"v{i}_id"),
+            "province_slug": param(_verifications, "province_slug", "v_province_slug"),
+            "code_digest": param(_verifications, "code_digest", f"v{i}_code_digest"),
+            "noon_resend_at": param(_verifications, "noon_resend_at", "v_noon_resend_at"),
+        }
+
+    def text(i: int) -> dict:
+        shared = {c: param(_texts, c, f"t_{c}") for c in _SHARED_BY_TEXTS}
+        return {"verification_id": param(_verifications, "id", f"v{i}_id"), **shared}
+
+    verifications = sa.insert(_verifications).values([verification(i) for i in range(count)])
+    reserved = sa.insert(_live_codes).values([live_code(i) for i in range(count)])
     statement = (
         sa.insert(_texts)
-        .values(rows(_texts, _TEXT_COLUMNS, "t"))
+        .values([text(i) for i in range(count)])
         .returning(_texts.c.id)
-        .add_cte(
-            sa.insert(_verifications).values(verifications).cte("new_verifications"),
-            sa.insert(_live_codes).values(reserved).cte("new_live_codes"),
-        )
+        .add_cte(verifications.cte("new_verifications"), reserved.cte("new_live_codes"))
     )
     return statement.compile(dialect=dialect).string, processors
 
 
-_VERIFICATION_COLUMNS = (
-    "id", "filing_id", "province_slug", "phone_sealed", "phone_digest", "phone_masked", "roles",
-    "code_digest", "code_sealed", "id_digest", "id_masked", "status", "wrong_id_count",
-    "resend_count", "noon_resend_at", "noon_resent", "link_digest",
+_VERIFICATION_OWN = (
+    "id", "phone_sealed", "phone_digest", "phone_masked", "roles", "code_digest", "code_sealed",
+    "id_digest", "id_masked", "link_digest",
 )  # fmt: skip
-_LIVE_CODE_COLUMNS = ("verification_id", "province_slug", "code_digest", "noon_resend_at")
-_TEXT_COLUMNS = (
-    "verification_id", "kind", "status", "attempts", "created_at", "next_attempt_at",
+_SHARED_BY_VERIFICATIONS = (
+    "filing_id", "province_slug", "status", "wrong_id_count", "resend_count", "noon_resend_at",
+    "noon_resent",
 )  # fmt: skip
+_SHARED_BY_TEXTS = ("kind", "status", "attempts", "created_at", "next_attempt_at")
 
 
 def _write_codes_sqlite(verifications: list, reserved: list, texts: list) -> list[int]:
