@@ -1,14 +1,15 @@
 """Filings from access providers: which phones are checked, intake, and status changes."""
 
+import functools
 import json
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events, live_codes, personal_links, rules_cache
 from portal.api.schemas import (
@@ -23,11 +24,14 @@ from portal.models import (
     Filing,
     FilingStatus,
     FilingType,
+    LiveCode,
     MessageKind,
+    MessageStatus,
     Provider,
     Record,
     SmsMessage,
     Verification,
+    VerificationStatus,
 )
 from portal.protection import sealing
 from portal.protection.personal_data import (
@@ -88,10 +92,36 @@ class Person:
     roles: tuple[str, ...]
 
 
+class Intake(NamedTuple):
+    """What an intake did: the filing, whether it is new, and the codes it issued."""
+
+    filing: Filing
+    created: bool
+    codes: list["IssuedCode"]
+
+
+@dataclass
+class IssuedCode:
+    """A verification just written by intake, as its answer shows it and as
+    `personal_links.issue` gives it its link (no ORM object is made)."""
+
+    id: int
+    phone_masked: str
+    roles: list[str]
+    status: str = VerificationStatus.PENDING
+    link_digest: str | None = None
+
+
 def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, bool]:
-    """Take a filing in; returns it and whether it is new. A known reference returns its filing
-    when the body is the same, and is refused when it is not, whatever the checks of the body
-    say: the reference is looked up when the body is refused or when the insert finds it taken."""
+    """Take a filing in (`take_in`); returns it, loaded in the session, and whether it is new."""
+    filing, created, _codes = take_in(provider, data, now)
+    return (db.session.get(Filing, filing.id) if created else filing), created
+
+
+def take_in(provider: Provider, data: FilingIn, now: datetime) -> Intake:
+    """Take a filing in. A known reference returns its filing when the body is the same, and
+    is refused when it is not, whatever the checks of the body say: the reference is looked up
+    when the body is refused or when the insert finds it taken."""
     body = _canonical_body(data)
     try:
         province_slug, people, checked = _checks(data, now)
@@ -99,16 +129,15 @@ def submit(provider: Provider, data: FilingIn, now: datetime) -> tuple[Filing, b
         existing = _resubmitted(provider, data, body)
         if existing is None:
             raise
-        return existing, False
+        return Intake(existing, False, [])
     # Drawn before the first write, which on SQLite locks out every other intake till commit.
     codes = _unused_codes(province_slug, len(people)) if checked else []
-    filing = _insert_unless_referenced(provider, data, body, province_slug, checked, now)
-    if filing is None:
-        return _resubmitted(provider, data, body), False
-    if checked:
-        verifications = _issue_codes(filing, people, codes)
-        send_codes(verifications, MessageKind.INITIAL, now)
-    return filing, True
+    inserted = _insert_unless_referenced(provider, data, body, province_slug, len(codes), now)
+    if inserted is None:
+        return Intake(_resubmitted(provider, data, body), False, [])
+    filing, verification_ids = inserted
+    issued = _issue_codes(filing, people, codes, verification_ids, now) if codes else []
+    return Intake(filing, True, issued)
 
 
 def _checks(data: FilingIn, now: datetime) -> tuple[str, list[Person], bool]:
@@ -133,10 +162,12 @@ def _resubmitted(provider: Provider, data: FilingIn, body: str) -> Filing | None
 
 
 def _insert_unless_referenced(
-    provider: Provider, data: FilingIn, body: str, province_slug: str, checked: bool, now: datetime
-) -> Filing | None:
-    """The new filing, inserted unless the provider's reference is taken (then None): one
-    statement checks and inserts, and a concurrent intake of the reference is waited for."""
+    provider: Provider, data: FilingIn, body: str, province_slug: str, codes: int, now: datetime
+) -> tuple[Filing, list[int]] | None:
+    """The new filing, inserted unless the provider's reference is taken (then None), and ids
+    for its `codes` verifications: one statement checks and inserts (and on PostgreSQL takes
+    the ids from their sequence), and a concurrent intake of the reference is waited for. The
+    filing is described from what was written: a Filing that is not in the session."""
     filing_id = uuid.uuid4().hex
     content, principals = _stored_content(data)
     row = {
@@ -150,14 +181,42 @@ def _insert_unless_referenced(
         "body_digest": sealing.digest(BODY_DIGEST_PURPOSE, body),
         "personal_data_sealed": seal_principals(filing_id, principals),
         "created_at": now,
-        "status": FilingStatus.PENDING_VERIFICATION if checked else FilingStatus.UNDER_REVIEW,
+        "status": FilingStatus.PENDING_VERIFICATION if codes else FilingStatus.UNDER_REVIEW,
     }
-    insert = _INSERTS[db.session.get_bind().dialect.name](Filing)
+    dialect = _dialect()
+    inserted = db.session.execute(_insert_filing(dialect), {**row, "codes": codes}).one_or_none()
+    if inserted is None:
+        return None
+    if dialect == "postgresql":
+        ids = inserted.verification_ids or []
+    else:
+        ids = _next_verification_ids_sqlite(codes) if codes else []
+    return Filing(**row), ids
+
+
+_filings = Filing.__table__
+
+
+@functools.cache
+def _insert_filing(dialect: str) -> sa.Insert:
+    insert = _INSERTS[dialect](_filings)
     statement = insert.on_conflict_do_nothing(index_elements=["provider_id", "reference"])
-    filing = db.session.scalars(statement.returning(Filing), [row]).one_or_none()
-    if filing is not None:  # its codes are held in memory as they are issued (the answer)
-        set_committed_value(filing, "verifications", [])
-    return filing
+    if dialect != "postgresql":
+        return statement.returning(_filings.c.id)
+    sequence = sa.func.pg_get_serial_sequence("verifications", "id")
+    ids = (
+        sa.select(sa.func.array_agg(sa.func.nextval(sequence)))
+        .select_from(sa.func.generate_series(1, sa.bindparam("codes", type_=sa.Integer)))
+        .scalar_subquery()
+    )
+    return statement.returning(_filings.c.id, ids.label("verification_ids"))
+
+
+def _next_verification_ids_sqlite(count: int) -> list[int]:
+    """The ids SQLite would give the new verifications: this transaction holds the database's
+    write lock since the filing's insert, so no other writer takes them before the commit."""
+    last = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(_verifications.c.id), 0)))
+    return list(range(last + 1, last + 1 + count))
 
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -248,26 +307,137 @@ def _type_is_checked(filing_type: str) -> bool:
     return rules_cache.checked_types().get(filing_type, False)
 
 
-def _issue_codes(filing: Filing, people: list[Person], codes: list[str]) -> list[Verification]:
-    verifications = [
-        Verification(
-            filing=filing,
-            province_slug=filing.province_slug,
-            **sealed_phone(filing.id, person.phone),
-            roles=list(person.roles),
-            code_digest=sealing.digest("code", code),
-            code_sealed=seal_code(filing.id, code),
-            id_digest=id_last6_digest(person.id_number[-6:]),
-            id_masked=mask_id(person.id_number),
-            noon_resend_at=next_day_noon(filing.created_at),
-        )
-        for person, code in zip(people, codes, strict=True)
-    ]
-    db.session.add_all(verifications)
-    db.session.flush()  # a link is made from the verification's id
-    for verification, code in zip(verifications, codes, strict=True):
-        personal_links.issue(verification, code)
-    return verifications
+def _issue_codes(
+    filing: Filing, people: list[Person], codes: list[str], ids: list[int], now: datetime
+) -> list[IssuedCode]:
+    """The filing's verifications, each holding its code in the live codes, and their first
+    texts, sent once the transaction commits. Core inserts of rows complete before they are
+    written: the links are made from the verifications' ids, taken with the filing's insert
+    (the ORM's unit of work and an update of the links cost more than the statements)."""
+    issued, verifications, reserved = [], [], []
+    for id_, person, code in zip(ids, people, codes, strict=True):
+        row = _verification_row(id_, filing, person, code)
+        issued.append(IssuedCode(id=id_, phone_masked=row["phone_masked"], roles=row["roles"]))
+        personal_links.issue(issued[-1], code)
+        verifications.append({**row, "link_digest": issued[-1].link_digest})
+        reserved.append(
+            {"verification_id": id_, "province_slug": filing.province_slug,
+             "code_digest": row["code_digest"], "noon_resend_at": row["noon_resend_at"]}
+        )  # fmt: skip
+    texts = [
+        {"verification_id": id_, "kind": MessageKind.INITIAL, "status": MessageStatus.QUEUED,
+         "attempts": 0, "created_at": now, "next_attempt_at": now}
+        for id_ in ids
+    ]  # fmt: skip
+    for message_id in _WRITE_CODES[_dialect()](verifications, reserved, texts):
+        outbox.text_after_commit(message_id)
+    return issued
+
+
+def _verification_row(id_: int, filing: Filing, person: Person, code: str) -> dict:
+    return {
+        "id": id_,
+        "filing_id": filing.id,
+        "province_slug": filing.province_slug,
+        **sealed_phone(filing.id, person.phone),
+        "roles": list(person.roles),
+        "code_digest": sealing.digest("code", code),
+        "code_sealed": seal_code(filing.id, code),
+        "id_digest": id_last6_digest(person.id_number[-6:]),
+        "id_masked": mask_id(person.id_number),
+        "status": VerificationStatus.PENDING,
+        "wrong_id_count": 0,
+        "resend_count": 0,
+        "noon_resend_at": next_day_noon(filing.created_at),
+        "noon_resent": False,
+    }
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+_verifications = Verification.__table__
+_live_codes = LiveCode.__table__
+_texts = SmsMessage.__table__
+
+
+def _write_codes_postgresql(verifications: list, reserved: list, texts: list) -> list[int]:
+    """The three inserts in one statement (the texts' and the live codes' references to the
+    verifications are checked at its end); the texts' ids. A value the rows share is one
+    parameter (the live codes' values are their verifications')."""
+    connection = db.session.connection()
+    sql, processors = _codes_statement(len(verifications), connection.dialect)
+    values = {f"v_{column}": verifications[0][column] for column in _SHARED_BY_VERIFICATIONS}
+    values |= {f"t_{column}": texts[0][column] for column in _SHARED_BY_TEXTS}
+    for index, row in enumerate(verifications):
+        values |= {f"v{index}_{column}": row[column] for column in _VERIFICATION_OWN}
+    parameters = {
+        name: values[name] if process is None else process(values[name])
+        for name, process in processors.items()
+    }
+    return list(connection.exec_driver_sql(sql, parameters).scalars())
+
+
+@functools.lru_cache(maxsize=16)
+def _codes_statement(count: int, dialect: sa.Dialect) -> tuple[str, dict]:
+    """The statement for `count` codes, compiled once, and each parameter's bind processor.
+    SQLAlchemy compiles a multi-row insert at every call (it cannot cache one), which cost
+    more than the statements it saves; psycopg parses a statement again at every call when it
+    has more than 50 parameters, hence the shared ones (up to three codes stay under). Every
+    column is given: a multi-row insert leaves Python defaults out."""
+    processors: dict = {}
+
+    def param(table: sa.Table, column: str, name: str) -> sa.BindParameter:
+        type_ = table.c[column].type
+        processors[name] = type_.dialect_impl(dialect).bind_processor(dialect)
+        return sa.bindparam(name, type_=type_)
+
+    def verification(i: int) -> dict:
+        own = {c: param(_verifications, c, f"v{i}_{c}") for c in _VERIFICATION_OWN}
+        return own | {c: param(_verifications, c, f"v_{c}") for c in _SHARED_BY_VERIFICATIONS}
+
+    def live_code(i: int) -> dict:
+        return {
+            "verification_id": param(_verifications, "id", f"v{i}_id"),
+            "province_slug": param(_verifications, "province_slug", "v_province_slug"),
+            "code_digest": param(_verifications, "code_digest", f"v{i}_code_digest"),
+            "noon_resend_at": param(_verifications, "noon_resend_at", "v_noon_resend_at"),
+        }
+
+    def text(i: int) -> dict:
+        shared = {c: param(_texts, c, f"t_{c}") for c in _SHARED_BY_TEXTS}
+        return {"verification_id": param(_verifications, "id", f"v{i}_id"), **shared}
+
+    verifications = sa.insert(_verifications).values([verification(i) for i in range(count)])
+    reserved = sa.insert(_live_codes).values([live_code(i) for i in range(count)])
+    statement = (
+        sa.insert(_texts)
+        .values([text(i) for i in range(count)])
+        .returning(_texts.c.id)
+        .add_cte(verifications.cte("new_verifications"), reserved.cte("new_live_codes"))
+    )
+    return statement.compile(dialect=dialect).string, processors
+
+
+_VERIFICATION_OWN = (
+    "id", "phone_sealed", "phone_digest", "phone_masked", "roles", "code_digest", "code_sealed",
+    "id_digest", "id_masked", "link_digest",
+)  # fmt: skip
+_SHARED_BY_VERIFICATIONS = (
+    "filing_id", "province_slug", "status", "wrong_id_count", "resend_count", "noon_resend_at",
+    "noon_resent",
+)  # fmt: skip
+_SHARED_BY_TEXTS = ("kind", "status", "attempts", "created_at", "next_attempt_at")
+
+
+def _write_codes_sqlite(verifications: list, reserved: list, texts: list) -> list[int]:
+    db.session.execute(_verifications.insert(), verifications)
+    db.session.execute(_live_codes.insert(), reserved)
+    return list(db.session.scalars(_texts.insert().returning(_texts.c.id), texts))
+
+
+_WRITE_CODES = {"postgresql": _write_codes_postgresql, "sqlite": _write_codes_sqlite}
 
 
 def send_codes(verifications: list[Verification], kind: MessageKind, now: datetime) -> None:

@@ -8,10 +8,10 @@ from sqlalchemy.exc import IntegrityError
 
 from portal import filings
 from portal.extensions import db
-from portal.models import Filing, Verification
+from portal.models import Filing, LiveCode, Verification
 from portal.protection import sealing
 from portal.protection.personal_data import sealed_phone
-from tests.factories import new_filing_body
+from tests.factories import ID_B, new_filing_body, principal
 
 
 def live_codes() -> list[str]:
@@ -117,3 +117,24 @@ def test_an_intake_that_keeps_clashing_is_a_503_problem_and_stores_nothing(
     assert response.get_json()["code"] == "try_again"
     assert len(live_codes()) == 2
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Filing)) == 1
+
+
+def test_a_filing_with_many_phones_holds_a_live_code_and_sends_a_text_for_each(
+    submit_filing, sent_codes
+):
+    """Six codes: more parameters than psycopg keeps a statement's parse for, and a statement
+    compiled for that count (portal/filings.py `_codes_statement`)."""
+    body = new_filing_body("MANY")
+    body["websites"] = [
+        {"domain": f"s{i}.example.cn", "name": "示例网", "principal": principal(f"1370000000{i}", ID_B)}
+        for i in range(5)
+    ]  # fmt: skip
+
+    answer = submit_filing(body)
+
+    assert [v["status"] for v in answer["verifications"]] == ["pending"] * 6
+    verifications = db.session.scalars(sa.select(Verification)).all()
+    held = db.session.execute(sa.select(LiveCode.verification_id, LiveCode.code_digest)).all()
+    assert sorted(held) == sorted((v.id, v.code_digest) for v in verifications)
+    assert all(v.link_digest and v.noon_resend_at and v.wrong_id_count == 0 for v in verifications)
+    assert len(set(sent_codes().values())) == 6

@@ -2,6 +2,8 @@
 webhook payloads (portal/events.py builds the same document in SQL; tests/test_events.py
 holds the two equal)."""
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 
 from portal.api.schemas import EventOut, FilingOut, VerificationOut, WebhookAttemptOut
@@ -9,12 +11,20 @@ from portal.clock import iso_shanghai
 from portal.extensions import db
 from portal.models import Event, Filing, MessageStatus, SmsMessage
 
+if TYPE_CHECKING:
+    from portal.filings import IssuedCode
 
-def describe(filing: Filing, delivery: dict[int, str] | None = None) -> FilingOut:
+
+def describe(
+    filing: Filing, delivery: dict[int, str] | None = None, verifications: list | None = None
+) -> FilingOut:
     """The filing as its provider sees it; `delivery` is each verification's latest text's
-    state when the caller holds it (`taken_in`), read otherwise."""
+    state when the caller holds it (`taken_in`), read otherwise; `verifications` are its
+    verifications when the caller holds them (`taken_in`), loaded otherwise."""
+    if verifications is None:
+        verifications = filing.verifications
     if delivery is None:
-        delivery = latest_deliveries([v.id for v in filing.verifications])
+        delivery = latest_deliveries([v.id for v in verifications])
     return FilingOut(
         id=filing.id,
         reference=filing.reference,
@@ -31,15 +41,15 @@ def describe(filing: Filing, delivery: dict[int, str] | None = None) -> FilingOu
                 status=v.status,
                 delivery=delivery.get(v.id),
             )
-            for v in filing.verifications
+            for v in verifications
         ],
     )
 
 
-def taken_in(filing: Filing) -> FilingOut:
+def taken_in(filing: Filing, codes: list["IssuedCode"]) -> FilingOut:
     """A filing just taken in, from what its intake holds (before the commit expires it):
-    each of its codes has one text, queued."""
-    return describe(filing, {v.id: MessageStatus.QUEUED for v in filing.verifications})
+    the codes it issued, each with one text, queued."""
+    return describe(filing, {code.id: MessageStatus.QUEUED for code in codes}, codes)
 
 
 def latest_deliveries(verification_ids: list[int]) -> dict[int, str]:

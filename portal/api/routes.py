@@ -15,7 +15,7 @@ from portal.api.schemas import EventList, FieldError, FilingIn, FilingOut, Probl
 from portal.clock import utcnow
 from portal.delivery import outbox
 from portal.extensions import db
-from portal.filings import IntakeError, ReferenceConflict, submit
+from portal.filings import IntakeError, ReferenceConflict, take_in
 from portal.messages import Outcome
 from portal.models import Event, Filing
 from portal.protection import limits
@@ -94,17 +94,19 @@ def create_filing() -> Response:
 
 
 def _take_in(data: FilingIn) -> tuple[FilingOut, bool]:
-    """Submit and commit; the answer is described before the commit expires the filing. When
+    """Submit and commit; the answer is described from what the intake wrote. When
     a concurrent intake committed the same code or the same reference first, the unique index
     refuses this one; taken in again, it sees the other's rows: it draws around its codes, or
     finds the filing of the reference."""
     for attempt in range(1, INTAKE_ATTEMPTS + 1):
         try:
-            filing, created = submit(g.provider, data, utcnow())
-            answer = taken_in(filing) if created else describe(filing)
+            filing, created, codes = take_in(g.provider, data, utcnow())
+            answer = taken_in(filing, codes) if created else describe(filing)
             db.session.commit()
-            if created and answer.verifications and outbox.texts_run_in_process():
-                answer = describe(filing)  # the commit sent the texts and set the deadline
+            if created and codes and outbox.texts_run_in_process():
+                # The commit sent the texts and set the deadline: read them (a new filing is
+                # described from what intake wrote, not loaded in the session).
+                answer = describe(db.session.get(Filing, filing.id))
             return answer, created
         except IntegrityError:
             db.session.rollback()
