@@ -40,14 +40,7 @@ from portal.protection import limits
 from portal.protection.personal_data import mask_address
 from portal.resend import resend
 from portal.verification import VerifyResult, live_link, verify, verify_by_link
-from provinces.forms import (
-    BlankForm,
-    CaptchaFields,
-    LinkForm,
-    ResendForm,
-    VerifyForm,
-    blank,
-)
+from provinces.forms import BlankForm, CaptchaFields, LinkForm, ResendForm, VerifyForm, blank
 
 bp = Blueprint("applicant", __name__)
 
