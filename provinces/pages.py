@@ -4,6 +4,8 @@ Each page works as a full page without JavaScript; an htmx request gets only the
 form fragment, with validation errors as 422 so htmx swaps them in.
 """
 
+import functools
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +22,7 @@ from flask import (
     request,
     url_for,
 )
+from markupsafe import escape
 
 from portal import captchas, monitoring, rules_cache
 from portal.clock import utcnow
@@ -238,6 +241,8 @@ def _render(page: str, form: CaptchaFields | BlankForm, result: VerifyResult | N
         headers["Retry-After"] = str(seconds)
     if page in KEPT_BLANK and isinstance(form, BlankForm):
         return _blank_page(template, form), status, headers
+    if page in KEPT_BLANK and _keeps(form, result):
+        return _kept_answer(template, form, result), status, headers
     return render_template(template, **_context(form, result)), status, headers
 
 
@@ -270,6 +275,53 @@ def _blank_page(template: str, form: BlankForm) -> str:
     page = rules_cache.kept(("blank page", template, g.province.slug), render_with_stand_ins)
     page = page.replace(_ID_STAND_IN, form.captcha_id.data)
     return page.replace(_TOKEN_STAND_IN, form.csrf_token.current_token)
+
+
+# A POST's answer shows, beyond what a blank page shows, the outcome's message and the values
+# typed. Without field errors or pending phones it is rendered once per province, rules copy,
+# template and outcome, with a stand-in (hex) for each field's value; each answer puts its
+# own values in, escaped as the template escapes them, in one pass (a value is never searched
+# for a stand-in again).
+_value_stand_ins: dict[str, str] = {}
+# Ids and tokens as they are issued: neither HTML escaping nor URL quoting changes them.
+_PLAIN = re.compile(r"[0-9A-Za-z_.-]+")
+
+
+def _keeps(form: CaptchaFields, result: VerifyResult | None) -> bool:
+    return (
+        result is not None
+        and not result.pending_phones
+        and not form.errors
+        and _PLAIN.fullmatch(form.captcha_id.data or "") is not None
+    )
+
+
+def _value_stand_in(name: str) -> str:
+    return _value_stand_ins.setdefault(name, secrets.token_hex(16))
+
+
+def _kept_answer(template: str, form: CaptchaFields, result: VerifyResult) -> str:
+    fields = blank(type(form), _ID_STAND_IN).fields
+
+    def render_with_stand_ins() -> str:
+        stand_ins = tuple(field._replace(data=_value_stand_in(field.name)) for field in fields)
+        stand_in = BlankForm(stand_ins, _ID_STAND_IN, _TOKEN_STAND_IN)
+        return render_template(template, **_context(stand_in, result))
+
+    key = ("answer", template, g.province.slug, result.outcome)
+    page = rules_cache.kept(key, render_with_stand_ins)
+    values = {
+        _value_stand_in(field.name): str(escape(form[field.name]._value())) for field in fields
+    }
+    values[_ID_STAND_IN] = form.captcha_id.data
+    values[_TOKEN_STAND_IN] = form.csrf_token.current_token
+    pattern = _stand_ins_pattern(tuple(values))
+    return pattern.sub(lambda match: values[match.group()], page)
+
+
+@functools.cache
+def _stand_ins_pattern(stand_ins: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(stand_ins))
 
 
 FORMS = {

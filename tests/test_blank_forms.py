@@ -3,12 +3,14 @@ renders what one would render."""
 
 import pytest
 import sqlalchemy as sa
-from flask import g, template_rendered
+from flask import g, render_template, template_rendered
 from flask_wtf import FlaskForm
 
 from portal import rules_cache
 from portal.extensions import db
+from portal.messages import Outcome
 from portal.models import Province
+from portal.verification import VerifyResult
 from provinces import pages
 from provinces.forms import LinkForm, ResendForm, VerifyForm, blank
 from tests.factories import CAPTCHA, form_fields
@@ -84,3 +86,64 @@ def test_a_blank_page_is_rendered_once_per_province_and_rules_copy(client, templ
     db.session.commit()
     assert "最多可手动重发 5 次" in client.get("/tianjin/resend").get_data(as_text=True)
     assert templates_rendered.count("province/resend.html") == 2
+
+
+KEPT_OUTCOMES = [
+    Outcome.NOT_FOUND,
+    Outcome.CAPTCHA_WRONG,
+    Outcome.TOO_MANY_ATTEMPTS,
+    Outcome.ALREADY_VERIFIED,
+    Outcome.ALL_VERIFIED,
+    Outcome.FAILED,
+    Outcome.RESEND_SENT,
+    Outcome.RESEND_LIMIT_REACHED,
+]
+TYPED = {"code": "123456", "phone": "13900000001", "id_last6": "31002X", "captcha": ""}
+
+
+@pytest.mark.parametrize("outcome", KEPT_OUTCOMES, ids=lambda outcome: outcome.name)
+@pytest.mark.parametrize("page", ["verify", "resend"])
+@pytest.mark.parametrize("headers", [{}, HTMX], ids=["page", "htmx"])
+@pytest.mark.parametrize("typed", [TYPED, {**TYPED, "phone": "<b>&'\"", "id_last6": "x&y"}])
+def test_a_kept_answer_is_what_the_template_renders(app, outcome, page, headers, typed):
+    """A POST's answer without field errors, kept per outcome with its values put in: the
+    typed values (escaped, also as an unchecked form has them, a refused one's), the new
+    challenge and the token, byte for byte."""
+    with app.test_request_context(PATHS[page], method="POST", data=typed, headers=headers):
+        g.province = rules_cache.province("tianjin")
+        form = FORMS[page]()
+        form.captcha_id.data = CHALLENGE
+        result = VerifyResult(outcome)
+        template = f"province/_{page}_form.html" if headers else f"province/{page}.html"
+        expected = render_template(template, **pages._context(form, result))
+        assert pages._render(page, form, result, 200)[0] == expected
+        assert pages._render(page, form, result, 200)[0] == expected  # kept, the second time
+
+
+def test_a_post_answer_is_rendered_once_per_outcome(client, templates_rendered):
+    """Two wrong codes: one render; each answer shows its own values, challenge and token."""
+    answers = []
+    fields = form_fields(client.get("/tianjin/verify", headers=HTMX).get_data(as_text=True))
+    templates_rendered.clear()
+    for phone in ("13900000005", "13900000006"):
+        values = {"code": "000000", "phone": phone, "id_last6": "000000", "captcha": CAPTCHA}
+        response = client.post("/tianjin/verify", data={**fields, **values}, headers=HTMX)
+        answers.append(response.get_data(as_text=True))
+        fields = form_fields(answers[-1])
+        assert f'value="{phone}"' in answers[-1] and fields["captcha_id"] in answers[-1]
+    assert templates_rendered.count("province/_verify_form.html") == 1
+    assert Outcome.NOT_FOUND.message in answers[1]
+    assert 'value="13900000005"' not in answers[1]
+
+
+def test_an_answer_with_field_errors_or_pending_phones_is_not_kept(app):
+    with app.test_request_context(PATHS["verify"], method="POST", data={"phone": "1"}):
+        form = VerifyForm()
+        form.validate()
+        assert not pages._keeps(form, VerifyResult(Outcome.NOT_FOUND))
+    pending = VerifyResult(Outcome.VERIFIED_OTHERS_PENDING, ("139****0002",))
+    with app.test_request_context(PATHS["verify"], method="POST", data=TYPED):
+        form = VerifyForm()
+        form.captcha_id.data = CHALLENGE
+        assert not pages._keeps(form, pending)
+        assert pages._keeps(form, VerifyResult(Outcome.NOT_FOUND))

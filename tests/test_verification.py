@@ -446,3 +446,38 @@ def _waiting_on_a_lock() -> bool:
                 )
             )
         )
+
+
+@pytest.mark.parametrize(
+    "deadline, expiry, status",
+    [
+        (None, None, FilingStatus.PENDING_VERIFICATION),
+        (timedelta(hours=2), timedelta(hours=1), FilingStatus.PENDING_VERIFICATION),
+        (None, timedelta(hours=1), FilingStatus.PENDING_VERIFICATION),
+        (timedelta(hours=1), None, FilingStatus.PENDING_VERIFICATION),
+        (timedelta(hours=1), timedelta(hours=2), FilingStatus.UNDER_REVIEW),
+    ],
+)
+def test_a_wrong_id_counts_exactly_while_the_code_is_live(filing, deadline, expiry, status):
+    """The counted update tests liveness in SQL (one statement with the filing's lock): it
+    counts exactly when `deadlines.code_is_live` says, up to the microsecond."""
+    base = utcnow().replace(microsecond=0) + timedelta(days=1)
+    db.session.execute(
+        sa.update(Filing)
+        .where(Filing.id == filing["id"])
+        .values(deadline=deadline and base + deadline, status=status)
+    )
+    db.session.execute(
+        sa.update(Verification)
+        .where(Verification.phone_digest == phone_digest(PHONE_A))
+        .values(expires_at=expiry and base + expiry)
+    )
+    db.session.commit()
+    ends = [base + limit for limit in (deadline, expiry) if limit is not None]
+    moments = [base] + [end + timedelta(microseconds=step) for end in ends for step in (-1, 0, 1)]
+    counted = 0
+    for now in moments:
+        live = deadlines.code_is_live(fresh_filing(filing["id"]), verification_of(PHONE_A), now)
+        assert attempt(filing, PHONE_A, WRONG_ID, now).outcome is Outcome.NOT_FOUND
+        counted += live
+        assert verification_of(PHONE_A).wrong_id_count == counted
