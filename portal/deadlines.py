@@ -39,7 +39,9 @@ from portal.models import (
 
 def code_is_live(filing: Filing, verification: Verification, now: datetime) -> bool:
     """The code may still be entered or resent: its filing awaits codes and neither the
-    filing's deadline nor the code's own expiry has passed, whatever the sweeps have done."""
+    filing's deadline nor the code's own expiry has passed, whatever the sweeps have done.
+    A wrong ID's counted update has the same rule in SQL (`verification._COUNT_WRONG_ID`;
+    tests/test_verification.py holds the two equal at every edge)."""
     return (
         filing.status == FilingStatus.PENDING_VERIFICATION
         and _before(now, filing.deadline)
