@@ -18,6 +18,7 @@ from portal.extensions import db
 from portal.models import (
     Filing,
     FilingStatus,
+    LiveCode,
     MessageKind,
     ReturnReason,
     SmsMessage,
@@ -90,19 +91,28 @@ def _return_expired(filing_ids: list[str], now: datetime) -> list[str]:
     )
     if not returned:
         return []
-    db.session.execute(
+    expired = db.session.scalars(
         sa.update(Verification)
         .where(
             among(Verification.filing_id, returned),
             Verification.status == VerificationStatus.PENDING,
         )
         .values(status=VerificationStatus.EXPIRED)
+        .returning(Verification.id)
         .execution_options(synchronize_session=False)
-    )
-    live_codes.release(among(Verification.filing_id, returned))
+    ).all()
+    for part in _within_parameter_limit(expired):
+        live_codes.release_ids(among(LiveCode.verification_id, part))
     for event_id in events.record_status_changes(returned, now):
         outbox.event_after_commit(event_id)
     return returned
+
+
+def _within_parameter_limit(values: list) -> list[list]:
+    """`values` whole on PostgreSQL (one array parameter); in parts SQLite can bind."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return [values] if values else []
+    return [values[start : start + EXPIRE_CHUNK] for start in range(0, len(values), EXPIRE_CHUNK)]
 
 
 def among(column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
