@@ -36,7 +36,8 @@ def release(verifications: sa.ColumnElement[bool]) -> None:
 
 def release_ids(verification_ids: sa.ColumnElement[bool]) -> None:
     """Free the codes of the verifications whose ids match (a condition on
-    `LiveCode.verification_id`): probed by key, without reading the verifications again."""
+    `LiveCode.verification_id`, e.g. the ids an UPDATE returned): matched by this table's own
+    key, without reading the verifications again."""
     db.session.execute(
         sa.delete(LiveCode).where(verification_ids).execution_options(synchronize_session=False)
     )
