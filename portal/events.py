@@ -34,8 +34,8 @@ SELECT {event_id}, f.id, f.provider_id, :type, :now, :now, 0, {object}(
     'id', f.id, 'reference', f.reference, 'province', f.province_slug, 'type', f.type,
     'status', f.status, 'return_reason', f.return_reason,
     'created_at', {created_at}, 'deadline', {deadline},
-    'verifications', ({verifications}))
-FROM filings f WHERE f.id {among}
+    'verifications', {verifications})
+FROM filings f {join} WHERE f.id {among}
 RETURNING id
 """
 
@@ -47,9 +47,12 @@ _STATEMENTS = {
         object="json_build_object",
         created_at=_POSTGRESQL_ISO.format("f.created_at"),
         deadline=_POSTGRESQL_ISO.format("f.deadline"),
-        verifications=f"""SELECT coalesce(json_agg(json_build_object('phone', v.phone_masked,
-            'roles', v.roles, 'status', v.status, 'delivery', {_DELIVERY}) ORDER BY v.id), '[]'::json)
-            FROM verifications v WHERE v.filing_id = f.id""",
+        # The chunk's verifications aggregated in one pass, not a subquery a filing.
+        verifications="coalesce(v.list, '[]'::json)",
+        join=f"""LEFT JOIN (SELECT v.filing_id, json_agg(json_build_object('phone', v.phone_masked,
+            'roles', v.roles, 'status', v.status, 'delivery', {_DELIVERY}) ORDER BY v.id) AS list
+            FROM verifications v WHERE v.filing_id = ANY(:filing_ids) GROUP BY v.filing_id) v
+            ON v.filing_id = f.id""",
     ),
     "sqlite": _INSERT.format(
         event_id="lower(hex(randomblob(16)))",
@@ -58,9 +61,10 @@ _STATEMENTS = {
         created_at=_SQLITE_ISO.format("f.created_at"),
         deadline=_SQLITE_ISO.format("f.deadline"),
         # SQLite aggregates rows in the order its subquery gives them.
-        verifications=f"""SELECT json_group_array(json_object('phone', v.phone_masked,
+        verifications=f"""(SELECT json_group_array(json_object('phone', v.phone_masked,
             'roles', json(v.roles), 'status', v.status, 'delivery', {_DELIVERY}))
-            FROM (SELECT * FROM verifications WHERE filing_id = f.id ORDER BY id) v""",
+            FROM (SELECT * FROM verifications WHERE filing_id = f.id ORDER BY id) v)""",
+        join="",
     ),
 }
 

@@ -34,6 +34,15 @@ def release(verifications: sa.ColumnElement[bool]) -> None:
     )
 
 
+def release_ids(verification_ids: sa.ColumnElement[bool]) -> None:
+    """Free the codes of the verifications whose ids match (a condition on
+    `LiveCode.verification_id`, e.g. the ids an UPDATE returned): matched by this table's own
+    key, without reading the verifications again."""
+    db.session.execute(
+        sa.delete(LiveCode).where(verification_ids).execution_options(synchronize_session=False)
+    )
+
+
 def take_noon_resends(now: datetime) -> list[int]:
     """The verifications whose noon resend is due while their filing is open, each claimed
     once: its due time is cleared in the same statement, so two sweeps never both send it.

@@ -18,6 +18,7 @@ from portal.extensions import db
 from portal.models import (
     Filing,
     FilingStatus,
+    LiveCode,
     MessageKind,
     ReturnReason,
     SmsMessage,
@@ -47,7 +48,7 @@ def expire(now: datetime) -> list[str]:
     returned: list[str] = []
     after = None
     while due := _due_filings(now, after):
-        returned += _return_expired([filing_id for filing_id, _ in due], now)
+        returned += _return_expired(due, after, now)
         if len(due) < EXPIRE_CHUNK:
             break
         after = due[-1]
@@ -65,23 +66,37 @@ def _due_filings(now: datetime, after: tuple[str, datetime] | None) -> list[tupl
     ix_filings_pending_deadline in (deadline, id) order after the last chunk's key: no chunk
     reads an earlier one's rows."""
     query = sa.select(Filing.id, Filing.deadline).where(
-        Filing.status == FilingStatus.PENDING_VERIFICATION, Filing.deadline <= now
+        Filing.status == FilingStatus.PENDING_VERIFICATION,
+        Filing.deadline <= now,
+        *_keys_after(after),
     )
-    if after is not None:
-        last_id, last_deadline = after
-        query = query.where(sa.tuple_(Filing.deadline, Filing.id) > (last_deadline, last_id))
     query = query.order_by(Filing.deadline, Filing.id).limit(EXPIRE_CHUNK)
     return list(db.session.execute(query.with_for_update(skip_locked=True)))
 
 
-def _return_expired(filing_ids: list[str], now: datetime) -> list[str]:
+def _keys_after(key: tuple[str, datetime] | None) -> list[sa.ColumnElement[bool]]:
+    """Past `key` (id, deadline) in ix_filings_pending_deadline's (deadline, id) order."""
+    if key is None:
+        return []
+    filing_id, deadline = key
+    return [sa.tuple_(Filing.deadline, Filing.id) > (deadline, filing_id)]
+
+
+def _return_expired(
+    due: list[tuple[str, datetime]], after: tuple[str, datetime] | None, now: datetime
+) -> list[str]:
+    """Return the chunk's filings. The UPDATE reads the chunk's own (deadline, id) range of
+    ix_filings_pending_deadline: bounded by the ids alone it read every due filing left."""
+    last_id, last_deadline = due[-1]
     returned = list(
         db.session.scalars(
             sa.update(Filing)
             .where(
-                among(Filing.id, filing_ids),
+                among(Filing.id, [filing_id for filing_id, _ in due]),
                 Filing.status == FilingStatus.PENDING_VERIFICATION,
                 Filing.deadline <= now,
+                *_keys_after(after),
+                sa.tuple_(Filing.deadline, Filing.id) <= (last_deadline, last_id),
             )
             .values(status=FilingStatus.RETURNED, return_reason=ReturnReason.EXPIRED, final_at=now)
             .returning(Filing.id)
@@ -90,19 +105,28 @@ def _return_expired(filing_ids: list[str], now: datetime) -> list[str]:
     )
     if not returned:
         return []
-    db.session.execute(
+    expired = db.session.scalars(
         sa.update(Verification)
         .where(
             among(Verification.filing_id, returned),
             Verification.status == VerificationStatus.PENDING,
         )
         .values(status=VerificationStatus.EXPIRED)
+        .returning(Verification.id)
         .execution_options(synchronize_session=False)
-    )
-    live_codes.release(among(Verification.filing_id, returned))
+    ).all()
+    for part in _within_parameter_limit(expired):
+        live_codes.release_ids(among(LiveCode.verification_id, part))
     for event_id in events.record_status_changes(returned, now):
         outbox.event_after_commit(event_id)
     return returned
+
+
+def _within_parameter_limit(values: list) -> list[list]:
+    """`values` whole on PostgreSQL (one array parameter); in parts SQLite can bind."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return [values] if values else []
+    return [values[start : start + EXPIRE_CHUNK] for start in range(0, len(values), EXPIRE_CHUNK)]
 
 
 def among(column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:

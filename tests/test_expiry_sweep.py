@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from portal import filings, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Event, Filing, Verification
+from portal.models import Event, Filing, LiveCode, Verification
 from tests.factories import new_filing_body
 
 
@@ -44,6 +44,12 @@ def test_filings_due_at_the_same_moment_are_all_returned_over_several_chunks(
         sa.select(Verification.filing_id).where(Verification.status == "expired")
     ).all()
     assert sorted(set(expired)) == sorted(due)
+    held = db.session.scalars(
+        sa.select(Verification.filing_id).join(
+            LiveCode, LiveCode.verification_id == Verification.id
+        )
+    ).all()
+    assert set(held) == {later}  # the codes freed in parts of EXPIRE_CHUNK ids on SQLite
     assert sorted(db.session.scalars(sa.select(Event.filing_id))) == sorted(due)
 
 
