@@ -1,7 +1,8 @@
 """The codes of the pending verifications (SPEC §4): unique in their province, and each one's
 noon resend once it falls due.
 
-A verification reserves its code as it is inserted (portal/models.py `Verification`) and
+A verification reserves its code as it is inserted (portal/models.py `Verification`, or
+intake's one statement for a filing's verifications, portal/filings.py `_issue_codes`) and
 frees it here when it leaves pending: verified, failed or expired. Kept off the
 verifications table so that no index there names `status` and its status changes are HOT.
 """
@@ -27,11 +28,7 @@ def held(province_slug: str, digests: list[str]) -> set[str]:
 
 def release(verifications: sa.ColumnElement[bool]) -> None:
     """Free the codes of the verifications that match: they are no longer pending."""
-    db.session.execute(
-        sa.delete(LiveCode)
-        .where(LiveCode.verification_id.in_(sa.select(Verification.id).where(verifications)))
-        .execution_options(synchronize_session=False)
-    )
+    release_ids(LiveCode.verification_id.in_(sa.select(Verification.id).where(verifications)))
 
 
 def release_ids(verification_ids: sa.ColumnElement[bool]) -> None:

@@ -273,8 +273,9 @@ def _blank_page(template: str, form: BlankForm) -> str:
         return render_template(template, **_context(stand_in, None))
 
     page = rules_cache.kept(("blank page", template, g.province.slug), render_with_stand_ins)
-    page = page.replace(_ID_STAND_IN, form.captcha_id.data)
-    return page.replace(_TOKEN_STAND_IN, form.csrf_token.current_token)
+    return _put_in(
+        page, {_ID_STAND_IN: form.captcha_id.data, _TOKEN_STAND_IN: form.csrf_token.current_token}
+    )
 
 
 # A POST's answer shows, beyond what a blank page shows, the outcome's message and the values
@@ -315,8 +316,12 @@ def _kept_answer(template: str, form: CaptchaFields, result: VerifyResult) -> st
     }
     values[_ID_STAND_IN] = form.captcha_id.data
     values[_TOKEN_STAND_IN] = form.csrf_token.current_token
-    pattern = _stand_ins_pattern(tuple(values))
-    return pattern.sub(lambda match: values[match.group()], page)
+    return _put_in(page, values)
+
+
+def _put_in(page: str, values: dict[str, str]) -> str:
+    """Each stand-in of a kept page replaced by its value, in one pass."""
+    return _stand_ins_pattern(tuple(values)).sub(lambda match: values[match.group()], page)
 
 
 @functools.cache

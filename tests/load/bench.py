@@ -30,6 +30,7 @@ from redis import Redis
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
+from portal import captchas
 from tests.load import postgres
 from tests.load.data import filing_body
 from tests.load.gateway import ARRIVALS
@@ -124,7 +125,7 @@ def fill_captcha_pool(base: str, size: int, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while redis.llen("captcha:pool:test") < size - 10 and time.monotonic() < deadline:
         time.sleep(0.5)
-        if not redis.exists("captcha:refilling"):
+        if not redis.exists(captchas.REFILL_LOCK):
             requests.get(f"{base}/tianjin/verify", timeout=10)
 
 
@@ -137,7 +138,7 @@ def settle(seconds: float = 180) -> None:
     while time.monotonic() < deadline:
         queues = Queue.all(connection=redis)
         busy = sum(queue.count + StartedJobRegistry(queue=queue).count for queue in queues)
-        if not busy and not redis.exists("captcha:refilling"):
+        if not busy and not redis.exists(captchas.REFILL_LOCK):
             return
         time.sleep(0.5)
     print(f"the workers were still busy after {seconds:.0f} s", flush=True)
