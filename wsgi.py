@@ -1,5 +1,6 @@
 """The WSGI entry point: `gunicorn wsgi:app`, `flask --app wsgi …`."""
 
+import gc
 import sys
 
 from portal import create_app
@@ -17,3 +18,7 @@ except SettingsError as refused:
     sys.exit(APP_LOAD_ERROR)
 if not app.config["REDIS_URL"]:
     start_in_process(app)
+# The app's ~170,000 objects from start-up live as long as the process: out of the collector's
+# reach, a full collection no longer walks them (~100 ms, about once a thousand requests, every
+# thread of the process waiting). Each gunicorn worker and `flask worker` imports this module.
+gc.freeze()
