@@ -333,7 +333,11 @@ class SmsMessage(db.Model):
 
 
 class Event(db.Model):
-    """A filing's status change, written in the same transaction as the change."""
+    """A filing's status change, written in the same transaction as the change.
+
+    It keeps the status and return reason the change left; the rest of the filing is
+    described when the event is sent or listed (portal/api/description.py `describe_event`).
+    """
 
     __tablename__ = "events"
     __table_args__ = (
@@ -345,7 +349,8 @@ class Event(db.Model):
     provider_id: Mapped[int] = mapped_column(sa.ForeignKey("providers.id"))
     type: Mapped[str] = mapped_column(sa.String(64))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    payload: Mapped[dict] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(32))
+    return_reason: Mapped[str | None] = mapped_column(sa.String(32))
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # As for texts: the hold of the job attempting it, and when Redis refused its job.
@@ -353,6 +358,7 @@ class Event(db.Model):
     enqueue_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    filing: Mapped[Filing] = relationship()
     deliveries: Mapped[list["WebhookDelivery"]] = relationship(order_by="WebhookDelivery.id")
 
 

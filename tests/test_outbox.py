@@ -59,7 +59,7 @@ def an_event_of(filing_id: str) -> Event:
         provider_id=filing.provider_id,
         type="filing.status_changed",
         occurred_at=utcnow(),
-        payload={"id": filing.id},
+        status=filing.status,
         next_attempt_at=utcnow(),
     )
     db.session.add(event)

@@ -73,7 +73,7 @@ def filing_closed_at(provider, status: str, closed_at: datetime) -> Filing:
         provider_id=provider.id,
         type="filing.status_changed",
         occurred_at=closed_at,
-        payload={},
+        status="approved",
         delivered_at=closed_at + timedelta(minutes=1),
         deliveries=[
             WebhookDelivery(attempted_at=closed_at, status_code=500),
@@ -85,7 +85,7 @@ def filing_closed_at(provider, status: str, closed_at: datetime) -> Filing:
         provider_id=provider.id,
         type="filing.status_changed",
         occurred_at=closed_at - timedelta(hours=1),
-        payload={},
+        status="approved",
         deliveries=[WebhookDelivery(attempted_at=closed_at - timedelta(hours=1), error="HTTP 500")],
     )
     db.session.add_all(
@@ -160,7 +160,7 @@ def test_a_late_status_change_keeps_the_details(app, provider):
             provider_id=provider[0].id,
             type="filing.status_changed",
             occurred_at=NOW - timedelta(days=10),
-            payload={},
+            status="approved",
         )
     )
     db.session.commit()

@@ -12,7 +12,7 @@ from rq.cron import CronScheduler
 
 from portal import schedule, sweeps
 from portal.clock import SHANGHAI, utcnow
-from portal.delivery import relay
+from portal.delivery import relay, webhooks
 from portal.extensions import db
 from portal.messages import Outcome
 from portal.models import Event, Filing, MessageStatus, SmsMessage, Verification
@@ -216,8 +216,9 @@ def test_two_sweeps_at_once_return_an_expired_filing_once(app, clock, submit_fil
     status, reason, verifications, events = filing_state(filing["id"])
     assert (status, reason, verifications) == ("returned", "expired", ["verified", "expired"])
     (event,) = events
-    assert (event.payload["status"], event.payload["return_reason"]) == ("returned", "expired")
-    assert [v["status"] for v in event.payload["verifications"]] == ["verified", "expired"]
+    assert (event.status, event.return_reason) == ("returned", "expired")
+    sent = json.loads(webhooks.body(event))["filing"]
+    assert [v["status"] for v in sent["verifications"]] == ["verified", "expired"]
 
 
 # Redis down

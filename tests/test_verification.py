@@ -107,7 +107,7 @@ def test_last_phone_verified_sends_the_filing_to_review(filing):
     assert record.return_reason is None
     [event] = events_of(filing["id"])
     assert event.type == "filing.status_changed"
-    assert event.payload["status"] == "under_review"
+    assert event.status == "under_review"
 
 
 def test_verified_phone_submitted_again_is_already_verified(filing):
@@ -168,8 +168,8 @@ def test_fifth_wrong_id_returns_the_filing(filing):
     [event] = events_of(filing["id"])
     assert event.type == "filing.status_changed"
     assert event.occurred_at == now
-    assert event.payload["status"] == "returned"
-    assert event.payload["return_reason"] == "verification_failed"
+    assert event.status == "returned"
+    assert event.return_reason == "verification_failed"
 
 
 def test_right_id_after_the_fifth_wrong_one_is_not_found(filing):
@@ -299,7 +299,7 @@ def test_parallel_different_phones_send_the_filing_to_review(app, filing):
     ]
     assert fresh_filing(filing["id"]).status == FilingStatus.UNDER_REVIEW
     [event] = events_of(filing["id"])
-    assert event.payload["status"] == "under_review"
+    assert event.status == "under_review"
 
 
 def test_right_code_losing_the_race_with_the_fifth_wrong_id_is_not_told_already_verified(

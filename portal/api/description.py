@@ -1,6 +1,5 @@
 """How a filing and its events are shown to their provider: the API's answers and the
-webhook payloads (portal/events.py builds the same document in SQL; tests/test_events.py
-holds the two equal)."""
+webhook bodies."""
 
 from typing import TYPE_CHECKING
 
@@ -70,13 +69,25 @@ def latest_deliveries(verification_ids: list[int]) -> dict[int, str]:
     return dict(rows.all())
 
 
-def describe_event(event: Event) -> EventOut:
+def as_changed(event: Event, filing: FilingOut) -> dict:
+    """The filing with the status and return reason the event's change left; the rest as it
+    stands (after a change the verifications' statuses no longer move; a text's receipt can
+    still arrive)."""
+    return {
+        **filing.model_dump(mode="json"),
+        "status": event.status,
+        "return_reason": event.return_reason,
+    }
+
+
+def describe_event(event: Event, filing: FilingOut) -> EventOut:
+    """The event of the filing `filing` describes."""
     return EventOut(
         event_id=event.id,
         type=event.type,
         occurred_at=iso_shanghai(event.occurred_at),
         delivered_at=iso_shanghai(event.delivered_at),
-        filing=event.payload,
+        filing=as_changed(event, filing),
         attempts=[
             WebhookAttemptOut(
                 attempted_at=iso_shanghai(attempt.attempted_at),

@@ -151,7 +151,8 @@ def list_events(filing_id: str) -> Response:
         .order_by(Event.occurred_at, Event.id)
         .options(selectinload(Event.deliveries))
     )
-    listing = EventList(events=[describe_event(event) for event in events])
+    described = describe(filing)
+    listing = EventList(events=[describe_event(event, described) for event in events])
     return _json(listing.model_dump(mode="json"))
 
 

@@ -132,7 +132,10 @@ class EventOut(BaseModel):
     type: str
     occurred_at: str = Field(description="ISO 8601, +08:00")
     delivered_at: str | None = Field(description="When your callback acknowledged it (2xx)")
-    filing: dict = Field(description="The filing as it was after the change (FilingOut)")
+    filing: dict = Field(
+        description="The filing (FilingOut): `status` and `return_reason` as the change left"
+        " them, the rest as it is when this is sent or read"
+    )
     attempts: list[WebhookAttemptOut]
 
 

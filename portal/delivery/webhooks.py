@@ -25,6 +25,7 @@ import urllib3
 from redis import Redis
 
 from portal import providers, queues
+from portal.api import description
 from portal.clock import iso_shanghai, utcnow
 from portal.delivery import outbox
 from portal.extensions import db
@@ -123,7 +124,7 @@ def body(event: Event) -> bytes:
         "event_id": event.id,
         "type": event.type,
         "occurred_at": iso_shanghai(event.occurred_at),
-        "filing": event.payload,
+        "filing": description.as_changed(event, description.describe(event.filing)),
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import psycopg
 
 from portal import audit
-from portal.clock import iso_shanghai, next_day_noon
+from portal.clock import next_day_noon
 from portal.models import FilingStatus, FilingType, ReturnReason, VerificationStatus
 from portal.protection import sealing
 from portal.protection.personal_data import (
@@ -53,8 +53,8 @@ MESSAGE_COLUMNS = (
     "receipt_at",
 )  # fmt: skip
 EVENT_COLUMNS = (
-    "id", "filing_id", "provider_id", "type", "occurred_at", "payload", "attempts",
-    "next_attempt_at", "delivered_at",
+    "id", "filing_id", "provider_id", "type", "occurred_at", "status", "return_reason",
+    "attempts", "next_attempt_at", "delivered_at",
 )  # fmt: skip
 AUDIT_COLUMNS = (
     "id", "seq", "at", "admin_id", "admin_username", "province_slug", "action", "target",
@@ -212,22 +212,9 @@ def _filing(seeding, tables, index, created, province, filing_type) -> None:
         seal_principals(filing_id, principals), naive(created), naive(deadline),
         "符合要求" if decided and status != FilingStatus.RETURNED else None, naive(decided),
     ))  # fmt: skip
-    verifications = []
     for number, (phone, roles) in enumerate(phones):
-        verifications.append(
-            _verification(
-                seeding,
-                tables,
-                filing_id,
-                province,
-                created,
-                phone,
-                roles,
-                status,
-                reason,
-                2 * index + number,
-            )  # fmt: skip
-        )
+        _verification(seeding, tables, filing_id, province, created, phone, roles, status, reason,
+                      2 * index + number)  # fmt: skip
     events = []
     if checked and status != FilingStatus.PENDING_VERIFICATION and status != "returned":
         reviewed = created + timedelta(minutes=random.randint(2, 600))
@@ -237,9 +224,8 @@ def _filing(seeding, tables, index, created, province, filing_type) -> None:
     for at, shown in events:
         tables["events"][1].append((
             secrets.token_hex(16), filing_id, provider_id, "filing.status_changed", naive(at),
-            json.dumps(_payload(filing_id, index, province, filing_type, shown, reason, created,
-                                deadline, verifications), ensure_ascii=False),
-            1, None, naive(at + timedelta(seconds=1)),
+            shown, reason if shown == FilingStatus.RETURNED else None, 1, None,
+            naive(at + timedelta(seconds=1)),
         ))  # fmt: skip
     if decided and status in (FilingStatus.APPROVED, FilingStatus.REJECTED):
         _audit(seeding, tables, decided, province, "approve" if status == "approved" else "reject",
@@ -318,7 +304,7 @@ def _content(index: int, phones: list[tuple[str, list[str]]]) -> tuple[dict, dic
 
 
 def _verification(seeding, tables, filing_id, province, created, phone, roles, filing_status,
-                  reason, code_number) -> dict:  # fmt: skip
+                  reason, code_number) -> None:  # fmt: skip
     mix, naive = seeding.mix, _naive
     status = {
         FilingStatus.PENDING_VERIFICATION: VerificationStatus.PENDING,
@@ -359,8 +345,6 @@ def _verification(seeding, tables, filing_id, province, created, phone, roles, f
         sent.append(("noon_resend", noon))
     for kind, at in sent:
         _message(seeding, tables, verification_id, kind, at)
-    return {"phone": sealed["phone_masked"], "roles": roles, "status": status,
-            "delivery": "delivered"}  # fmt: skip
 
 
 def _message(seeding, tables, verification_id: int, kind: str, at: datetime) -> None:
@@ -383,18 +367,6 @@ def _message(seeding, tables, verification_id: int, kind: str, at: datetime) -> 
                {"delivered": "DELIVRD", "undelivered": "MK:0001"}.get(delivery),
                naive(receipt_at) if delivery else None)  # fmt: skip
     tables["sms_messages"][1].append(row)
-
-
-def _payload(filing_id, index, province, filing_type, status, reason, created, deadline,
-             verifications) -> dict:  # fmt: skip
-    """The event's document, in the shape portal/events.py builds."""
-    return {
-        "id": filing_id, "reference": reference(index), "province": province,
-        "type": filing_type, "status": status,
-        "return_reason": reason if status == FilingStatus.RETURNED else None,
-        "created_at": iso_shanghai(created), "deadline": iso_shanghai(deadline),
-        "verifications": verifications,
-    }  # fmt: skip
 
 
 def _audit(seeding, tables, at, province, action, filing_id, before, after) -> None:

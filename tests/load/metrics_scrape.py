@@ -63,9 +63,9 @@ def fill(rows: int) -> None:
     )
     db.session.execute(
         sa.text(
-            f"INSERT INTO events (id, filing_id, provider_id, type, occurred_at, payload,"
+            f"INSERT INTO events (id, filing_id, provider_id, type, occurred_at, status,"
             f" attempts, next_attempt_at, delivered_at) SELECT 'e' || n, 'f1', :provider,"
-            f" 'filing.status_changed', :now, '{{}}', 1,"
+            f" 'filing.status_changed', :now, 'under_review', 1,"
             f" CASE WHEN n % 100 = 0 THEN :now END, CASE WHEN n % 100 = 0 THEN NULL ELSE :now END"
             f" FROM {series}"
         ),
