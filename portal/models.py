@@ -336,7 +336,7 @@ class Event(db.Model):
     """A filing's status change, written in the same transaction as the change.
 
     It keeps the status and return reason the change left; the rest of the filing is
-    described when the event is sent or listed (portal/api/description.py `describe_event`).
+    described when the event is sent or listed (portal/api/description.py `as_changed`).
     """
 
     __tablename__ = "events"
@@ -349,8 +349,12 @@ class Event(db.Model):
     provider_id: Mapped[int] = mapped_column(sa.ForeignKey("providers.id"))
     type: Mapped[str] = mapped_column(sa.String(64))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(sa.String(32))
+    # Null in the events the code before migration 0018 wrote (before the upgrade, or on a node
+    # not yet replaced during a rolling one): their `payload`, the whole filing as that code
+    # built it, holds them.
+    status: Mapped[str | None] = mapped_column(sa.String(32))
     return_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    payload: Mapped[dict | None] = mapped_column(sa.JSON)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # As for texts: the hold of the job attempting it, and when Redis refused its job.
@@ -360,6 +364,13 @@ class Event(db.Model):
 
     filing: Mapped[Filing] = relationship()
     deliveries: Mapped[list["WebhookDelivery"]] = relationship(order_by="WebhookDelivery.id")
+
+    @property
+    def changed_to(self) -> tuple[str, str | None]:
+        """The status and return reason the change left."""
+        if self.status is None:
+            return self.payload["status"], self.payload.get("return_reason")
+        return self.status, self.return_reason
 
 
 class WebhookDelivery(db.Model):

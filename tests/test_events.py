@@ -168,3 +168,25 @@ def test_each_verifications_delivery_is_its_latest_texts_when_sent(submit_filing
 
     assert sent == described(filing_id)
     assert [v["delivery"] for v in sent["verifications"]] == ["queued", receipt.value]
+
+
+def test_an_event_written_by_the_older_code_is_sent_with_its_payloads_status(submit_filing):
+    """During a rolling upgrade a node of the code before migration 0018 writes the whole
+    filing into `payload` and no status."""
+    filing_id = submit_filing()["id"]
+    filing = db.session.get(Filing, filing_id)
+    older = Event(
+        id="e" * 32,
+        filing_id=filing_id,
+        provider_id=filing.provider_id,
+        type=events.EVENT_TYPE,
+        occurred_at=utcnow(),
+        payload={**described(filing_id), "status": "returned", "return_reason": "expired"},
+    )
+    db.session.add(older)
+    db.session.commit()
+
+    sent = body_filing(older.id)
+
+    assert (sent["status"], sent["return_reason"]) == ("returned", "expired")
+    assert sent == {**described(filing_id), "status": "returned", "return_reason": "expired"}

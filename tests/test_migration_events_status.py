@@ -1,5 +1,6 @@
-"""Migration `events_status` keeps each event's status and return reason from its payload, and
-drops the payload (portal/models.py `Event`); the downgrade writes a payload back."""
+"""Migration `events_status` adds the events' status and return reason beside the payload,
+which the events written before keep (portal/models.py `Event.changed_to`); the downgrade
+writes a payload for the events without one."""
 
 import json
 from datetime import datetime
@@ -8,6 +9,7 @@ import sqlalchemy as sa
 from flask_migrate import downgrade, upgrade
 
 from portal.extensions import db
+from portal.models import Event
 from tests.test_migrations import empty_database, fresh_app  # noqa: F401  (fixtures)
 
 AT = datetime(2026, 12, 1, 4, 0)
@@ -20,13 +22,11 @@ old_events = sa.table(
 PAYLOADS = {
     "E-REVIEW": {"id": "F", "status": "under_review", "return_reason": None, "verifications": []},
     "E-RETURN": {"id": "F", "status": "returned", "return_reason": "expired", "verifications": []},
-    "E-BARE": {},
 }
 
 
 def load_events() -> None:
-    """At `verifications_hot`: a filing returned, an event of each of its changes, and one
-    whose payload has no status."""
+    """At `verifications_hot`: a filing returned, and an event of each of its changes."""
     db.session.execute(
         sa.text(
             "INSERT INTO providers (id, name, api_key_digest, webhook_secret_sealed, active,"
@@ -56,35 +56,39 @@ def event_columns() -> set[str]:
     return {column["name"] for column in sa.inspect(db.engine).get_columns("events")}
 
 
-def test_each_event_keeps_its_payloads_status_and_gets_it_back(fresh_app):  # noqa: F811
+def test_the_events_before_read_their_status_from_the_payload_and_the_new_get_one_back(fresh_app):  # noqa: F811
     upgrade(revision="verifications_hot")
     load_events()
 
     upgrade()
     db.session.remove()
-    kept = db.session.execute(
-        sa.text("SELECT id, status, return_reason FROM events ORDER BY id")
-    ).all()
-    assert [tuple(row) for row in kept] == [
-        ("E-BARE", "returned", None),
-        ("E-RETURN", "returned", "expired"),
-        ("E-REVIEW", "under_review", None),
-    ]
-    assert "payload" not in event_columns()
+    kept = {event.id: event.changed_to for event in db.session.scalars(sa.select(Event))}
+    assert kept == {"E-REVIEW": ("under_review", None), "E-RETURN": ("returned", "expired")}
+    assert db.session.scalars(sa.select(Event.status)).all() == [None, None]
+    db.session.execute(
+        sa.text(
+            "INSERT INTO events (id, filing_id, provider_id, type, attempts, occurred_at, status)"
+            " VALUES ('E-NEW', 'F', 1, 'filing.status_changed', 0, :t, 'pending_verification')"
+        ),
+        {"t": AT},
+    )
+    db.session.commit()
     db.session.remove()
 
     downgrade(revision="verifications_hot")
     db.session.remove()
     assert not {"status", "return_reason"} & event_columns()
-    payloads = dict(db.session.execute(sa.text("SELECT id, payload FROM events")).all())
-    review = payloads["E-REVIEW"]
-    review = json.loads(review) if isinstance(review, str) else review
-    assert review == {
+    payloads = {
+        event_id: json.loads(payload) if isinstance(payload, str) else payload
+        for event_id, payload in db.session.execute(sa.text("SELECT id, payload FROM events"))
+    }
+    assert payloads["E-REVIEW"] == PAYLOADS["E-REVIEW"]
+    assert payloads["E-NEW"] == {
         "id": "F",
         "reference": "R",
         "province": "tianjin",
         "type": "new_filing",
-        "status": "under_review",
+        "status": "pending_verification",
         "return_reason": None,
         "verifications": [],
     }

@@ -73,11 +73,8 @@ def as_changed(event: Event, filing: FilingOut) -> dict:
     """The filing with the status and return reason the event's change left; the rest as it
     stands (after a change the verifications' statuses no longer move; a text's receipt can
     still arrive)."""
-    return {
-        **filing.model_dump(mode="json"),
-        "status": event.status,
-        "return_reason": event.return_reason,
-    }
+    status, return_reason = event.changed_to
+    return {**filing.model_dump(mode="json"), "status": status, "return_reason": return_reason}
 
 
 def describe_event(event: Event, filing: FilingOut) -> EventOut:
