@@ -78,7 +78,7 @@ def as_changed(event: Event, filing: FilingOut) -> dict:
 
 
 def describe_event(event: Event, filing: FilingOut) -> EventOut:
-    """The event of the filing `filing` describes."""
+    """The event, with its filing as `filing` (the filing's description now) shows it."""
     return EventOut(
         event_id=event.id,
         type=event.type,
