@@ -10,28 +10,17 @@ to hundreds of thousands of events at once: building each filing's whole documen
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
+from portal import id_lists
 from portal.extensions import db
-from portal.models import UTCDateTime
+from portal.models import Event, Filing
 
 EVENT_TYPE = "filing.status_changed"
 
-_INSERT = """
-INSERT INTO events (id, filing_id, provider_id, type, status, return_reason, occurred_at,
-    next_attempt_at, attempts)
-SELECT {event_id}, id, provider_id, :type, status, return_reason, :now, :now, 0
-FROM filings WHERE id {among}
-RETURNING id
-"""
-
-_STATEMENTS = {
-    "postgresql": _INSERT.format(
-        event_id="replace(gen_random_uuid()::text, '-', '')",
-        # One array parameter, not one parameter a filing (see `portal.sweeps.among`).
-        among="= ANY(:filing_ids)",
-    ),
-    "sqlite": _INSERT.format(event_id="lower(hex(randomblob(16)))", among="IN :filing_ids"),
+# A new event's id, made by the database (as `models._new_id`: 32 hex digits).
+_NEW_ID = {
+    "postgresql": sa.func.replace(sa.cast(sa.func.gen_random_uuid(), sa.Text), "-", ""),
+    "sqlite": sa.func.lower(sa.func.hex(sa.func.randomblob(16))),
 }
 
 
@@ -39,16 +28,17 @@ def record_status_changes(filing_ids: list[str], now: datetime) -> list[str]:
     """An event for each filing's current status (flushed); returns the new events' ids."""
     if not filing_ids:
         return []
-    dialect = db.session.get_bind().dialect.name
-    filing_ids_parameter = (
-        sa.bindparam("filing_ids", type_=postgresql.ARRAY(sa.String))
-        if dialect == "postgresql"
-        else sa.bindparam("filing_ids", expanding=True)
-    )
-    statement = sa.text(_STATEMENTS[dialect]).bindparams(
-        filing_ids_parameter,
-        sa.bindparam("now", type_=UTCDateTime),
-    )
-    return list(
-        db.session.scalars(statement, {"filing_ids": filing_ids, "now": now, "type": EVENT_TYPE})
-    )
+    columns = {
+        Event.id: _NEW_ID[db.session.get_bind().dialect.name],
+        Event.filing_id: Filing.id,
+        Event.provider_id: Filing.provider_id,
+        Event.type: sa.literal(EVENT_TYPE),
+        Event.status: Filing.status,
+        Event.return_reason: Filing.return_reason,
+        Event.occurred_at: sa.literal(now, Event.occurred_at.type),
+        Event.next_attempt_at: sa.literal(now, Event.next_attempt_at.type),
+        Event.attempts: sa.literal(0),
+    }
+    rows = sa.select(*columns.values()).where(id_lists.among(Filing.id, filing_ids))
+    statement = sa.insert(Event).from_select([column.key for column in columns], rows)
+    return list(db.session.scalars(statement.returning(Event.id)))

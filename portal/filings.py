@@ -21,12 +21,14 @@ from portal.delivery import outbox
 from portal.extensions import db
 from portal.models import (
     FINAL_STATUSES,
+    ErasureDue,
     Filing,
     FilingStatus,
     FilingType,
     LiveCode,
     MessageKind,
     MessageStatus,
+    PendingFiling,
     Provider,
     Record,
     SmsMessage,
@@ -519,11 +521,14 @@ def lock(filing_id: str) -> Filing:
 
 
 def change_status(filing: Filing, status: FilingStatus, now: datetime, reason: str | None = None):
-    """Move a (locked) filing to a new status; its event is written in the same transaction."""
+    """Move a (locked) filing to a new status; its event and its entries in the due lists
+    (portal/models.py `PendingFiling`, `ErasureDue`) are written in the same transaction."""
     filing.status = status
     filing.return_reason = reason
+    if status != FilingStatus.PENDING_VERIFICATION:
+        db.session.execute(sa.delete(PendingFiling).where(PendingFiling.filing_id == filing.id))
     if status in FINAL_STATUSES:
         filing.final_at = now
+        db.session.add(ErasureDue(filing_id=filing.id, final_at=now))
     db.session.flush()
-    (event_id,) = events.record_status_changes([filing.id], now)
-    outbox.event_after_commit(event_id)
+    outbox.events_after_commit(events.record_status_changes([filing.id], now))

@@ -133,37 +133,23 @@ class Provider(db.Model):
 
 class Filing(TenantOwned, db.Model):
     __tablename__ = "filings"
+    # No index names `status`, `return_reason`, `deadline` or `final_at`, and PostgreSQL leaves
+    # its pages 15 % free: a status change (the expiry of 100,000 filings at once, a decision)
+    # and a deadline's refresh are HOT updates, written into no index. What those indexes
+    # gave is in two tables of their own: the filings awaiting codes (`PendingFiling`) and
+    # those due for erasure (`ErasureDue`).
     __table_args__ = (
         sa.UniqueConstraint("provider_id", "reference"),
-        # The expiry sweep's (and the console's) filings still awaiting codes, by deadline.
-        # Partial, without `status` as a key: a filing the sweep returns is written into one
-        # index fewer, and the index holds only the pending ones. The sweep reads it in chunks
-        # by (deadline, id), each after the last one's key.
-        sa.Index(
-            "ix_filings_pending_deadline",
-            "deadline",
-            "id",
-            sqlite_where=sa.text("status = 'pending_verification'"),
-            postgresql_where=sa.text("status = 'pending_verification'"),
-        ),
         # The console's (portal/admin/console.py), nationally and per province: the listing
         # newest first and the export by (created_at, id), read in index order; the
-        # dashboard's counts by status for today and the week, from the index alone.
-        sa.Index("ix_filings_created_id_status", "created_at", "id", "status"),
-        sa.Index(
-            "ix_filings_province_created_id_status", "province_slug", "created_at", "id", "status"
-        ),
-        # The search by status (and dates), and by reference (the unique key leads with the provider).
-        sa.Index("ix_filings_status_created_id", "status", "created_at", "id"),
+        # dashboard's counts for today and the week by `created_at`.
+        sa.Index("ix_filings_created_id", "created_at", "id"),
+        sa.Index("ix_filings_province_created_id", "province_slug", "created_at", "id"),
+        # The search by reference (the unique key leads with the provider).
         sa.Index("ix_filings_reference", "reference"),
         # The providers that filed in a province (the search form's list), one probe each.
         sa.Index("ix_filings_province_provider", "province_slug", "provider_id"),
-        sa.Index(
-            "ix_filings_final_unerased",
-            "final_at",
-            sqlite_where=sa.text("personal_data_erased_at IS NULL"),
-            postgresql_where=sa.text("personal_data_erased_at IS NULL"),
-        ),
+        {"postgresql_with": {"fillfactor": 85}},
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
@@ -274,6 +260,37 @@ class LiveCode(db.Model):
     noon_resend_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class PendingFiling(db.Model):
+    """A filing awaiting its codes, with its deadline once it has one: the expiry's due list
+    and the console's pending filings, kept off `filings` so that no index there names
+    `status` or `deadline`.
+
+    Written by triggers on `filings` (migration 0019): a row for each filing inserted pending
+    verification, whoever inserts it, and its deadline copied whenever `filings.deadline`
+    changes (`deadlines.refresh`). Deleted when the filing leaves pending verification
+    (`filings.change_status`, the expiry): readers still check the filing's own status."""
+
+    __tablename__ = "pending_filings"
+    __table_args__ = (sa.Index("ix_pending_filings_deadline", "deadline", "filing_id"),)
+
+    filing_id: Mapped[str] = mapped_column(sa.ForeignKey("filings.id"), primary_key=True)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ErasureDue(db.Model):
+    """A filing final and its personal data not yet erased, by when it became final: the
+    erasure's due list (portal/sweeps.py), kept off `filings` so that no index there names
+    `final_at`. Written wherever `final_at` is (`filings.change_status`, the expiry); deleted
+    by the erasure. No foreign key: the expiry writes 100,000 at once, each beside its
+    filing's own update, and a key would check each one again."""
+
+    __tablename__ = "erasure_due"
+
+    # Keyed in the erasure's order: the one index the expiry writes into for each filing.
+    final_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    filing_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+
+
 class PhoneCount(db.Model):
     """A phone's count in the current window of one per-phone limit. In the database, not
     Redis: a Redis restart must not give a phone a fresh budget of wrong codes."""
@@ -345,8 +362,11 @@ class Event(db.Model):
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_new_id)
-    filing_id: Mapped[str] = mapped_column(sa.ForeignKey("filings.id"), index=True)
-    provider_id: Mapped[int] = mapped_column(sa.ForeignKey("providers.id"))
+    # No foreign keys: every event is written from its filing's row in the same transaction
+    # (portal/events.py), filings and providers are never deleted, and checking the keys
+    # again cost the expiry of 100,000 filings ~1 s (docs/performance.md).
+    filing_id: Mapped[str] = mapped_column(sa.String(32), index=True)
+    provider_id: Mapped[int]
     type: Mapped[str] = mapped_column(sa.String(64))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Null in the events the code before migration 0018 wrote (before the upgrade, or on a node
@@ -362,7 +382,7 @@ class Event(db.Model):
     enqueue_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    filing: Mapped[Filing] = relationship()
+    filing: Mapped[Filing] = relationship(primaryjoin="foreign(Event.filing_id) == Filing.id")
     deliveries: Mapped[list["WebhookDelivery"]] = relationship(order_by="WebhookDelivery.id")
 
     @property

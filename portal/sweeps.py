@@ -10,16 +10,17 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.dialects import postgresql
 
-from portal import audit, captchas, events, live_codes, pruning, signin_throttle
+from portal import audit, captchas, events, id_lists, live_codes, pruning, signin_throttle
 from portal.delivery import outbox, relay, reroute
 from portal.extensions import db
 from portal.models import (
+    ErasureDue,
     Filing,
     FilingStatus,
     LiveCode,
     MessageKind,
+    PendingFiling,
     ReturnReason,
     SmsMessage,
     Verification,
@@ -27,9 +28,10 @@ from portal.models import (
 )
 from portal.protection import limits
 
-# Filings returned per statement: bounded memory and parameter lists however many fall due at
-# once (SQLite takes at most 32,766 parameters a statement).
-EXPIRE_CHUNK = 30_000
+# Filings returned per statement: bounded memory however many fall due at once. Past ~20,000
+# ids PostgreSQL's planner read the whole filings table for them rather than probe its key
+# (docs/performance.md).
+EXPIRE_CHUNK = 10_000
 # The transaction-level advisory lock an expiry holds on PostgreSQL (the same in every process).
 EXPIRY_LOCK = 0x53574545
 
@@ -41,14 +43,15 @@ def expire(now: datetime) -> list[str]:
     it to that one (SQLite lets one writer in at a time anyway). A filing whose row another
     transaction holds (a verify, a worker recording its texts) is left to the next sweep: the
     sweep never waits for a row, so it cannot deadlock with one that locks several filings.
-    The UPDATE's WHERE checks each row again, so a filing verified meanwhile stays.
+    The lock checks each filing's own status and deadline as it takes the row, so a filing
+    verified meanwhile stays, whatever its entry in the pending list says.
     """
     if not _expiry_lock():
         return []
     returned: list[str] = []
     after = None
-    while due := _due_filings(now, after):
-        returned += _return_expired(due, after, now)
+    while due := _due_entries(now, after):
+        returned += _return_expired([filing_id for filing_id, _ in due], now)
         if len(due) < EXPIRE_CHUNK:
             break
         after = due[-1]
@@ -61,43 +64,50 @@ def _expiry_lock() -> bool:
     return db.session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(EXPIRY_LOCK)))
 
 
-def _due_filings(now: datetime, after: tuple[str, datetime] | None) -> list[tuple[str, datetime]]:
-    """The next chunk of due filings as (id, deadline), locked, read from
-    ix_filings_pending_deadline in (deadline, id) order after the last chunk's key: no chunk
-    reads an earlier one's rows."""
-    query = sa.select(Filing.id, Filing.deadline).where(
-        Filing.status == FilingStatus.PENDING_VERIFICATION,
-        Filing.deadline <= now,
-        *_keys_after(after),
+def _due_entries(now: datetime, after: tuple[str, datetime] | None) -> list[tuple[str, datetime]]:
+    """The next chunk of the pending list's entries past their deadline, as (filing id,
+    deadline), read from ix_pending_filings_deadline in (deadline, id) order after the last
+    chunk's key: no chunk reads an earlier one's rows."""
+    return list(
+        db.session.execute(
+            # The deadlines as stored (naive UTC): only the last is used, as the next key.
+            sa.select(PendingFiling.filing_id, sa.type_coerce(PendingFiling.deadline, sa.DateTime))
+            .where(PendingFiling.deadline <= now, *_keys_after(after))
+            .order_by(PendingFiling.deadline, PendingFiling.filing_id)
+            .limit(EXPIRE_CHUNK)
+        )
     )
-    query = query.order_by(Filing.deadline, Filing.id).limit(EXPIRE_CHUNK)
-    return list(db.session.execute(query.with_for_update(skip_locked=True)))
 
 
 def _keys_after(key: tuple[str, datetime] | None) -> list[sa.ColumnElement[bool]]:
-    """Past `key` (id, deadline) in ix_filings_pending_deadline's (deadline, id) order."""
+    """Past `key` (id, deadline) in ix_pending_filings_deadline's (deadline, id) order."""
     if key is None:
         return []
     filing_id, deadline = key
-    return [sa.tuple_(Filing.deadline, Filing.id) > (deadline, filing_id)]
+    stored = sa.type_coerce(PendingFiling.deadline, sa.DateTime)
+    return [sa.tuple_(stored, PendingFiling.filing_id) > (deadline, filing_id)]
 
 
-def _return_expired(
-    due: list[tuple[str, datetime]], after: tuple[str, datetime] | None, now: datetime
-) -> list[str]:
-    """Return the chunk's filings. The UPDATE reads the chunk's own (deadline, id) range of
-    ix_filings_pending_deadline: bounded by the ids alone it read every due filing left."""
-    last_id, last_deadline = due[-1]
+def _return_expired(filing_ids: list[str], now: datetime) -> list[str]:
+    """Return those of these filings still pending at their deadline, each locked as it is
+    checked (one another transaction holds is skipped, left to the next sweep); expire their
+    pending codes, write their events and move them from the pending list to the erasure's.
+    No index of filings names `status`, `return_reason` or `final_at`: on PostgreSQL these are
+    HOT updates."""
+    locked = Filing.__table__.alias("locked")
+    still_due = (
+        sa.select(locked.c.id)
+        .where(
+            id_lists.among(locked.c.id, filing_ids),
+            locked.c.status == FilingStatus.PENDING_VERIFICATION,
+            locked.c.deadline <= now,
+        )
+        .with_for_update(skip_locked=True)
+    )
     returned = list(
         db.session.scalars(
             sa.update(Filing)
-            .where(
-                among(Filing.id, [filing_id for filing_id, _ in due]),
-                Filing.status == FilingStatus.PENDING_VERIFICATION,
-                Filing.deadline <= now,
-                *_keys_after(after),
-                sa.tuple_(Filing.deadline, Filing.id) <= (last_deadline, last_id),
-            )
+            .where(Filing.id.in_(still_due))
             .values(status=FilingStatus.RETURNED, return_reason=ReturnReason.EXPIRED, final_at=now)
             .returning(Filing.id)
             .execution_options(synchronize_session=False)
@@ -108,33 +118,35 @@ def _return_expired(
     expired = db.session.scalars(
         sa.update(Verification)
         .where(
-            among(Verification.filing_id, returned),
+            id_lists.among(Verification.filing_id, returned),
             Verification.status == VerificationStatus.PENDING,
         )
         .values(status=VerificationStatus.EXPIRED)
         .returning(Verification.id)
         .execution_options(synchronize_session=False)
     ).all()
-    for part in _within_parameter_limit(expired):
-        live_codes.release_ids(among(LiveCode.verification_id, part))
-    for event_id in events.record_status_changes(returned, now):
-        outbox.event_after_commit(event_id)
+    for part in id_lists.in_parts(expired):
+        live_codes.release_ids(id_lists.among(LiveCode.verification_id, part))
+    outbox.events_after_commit(events.record_status_changes(returned, now))
+    _no_longer_pending(returned, now)
     return returned
 
 
-def _within_parameter_limit(values: list) -> list[list]:
-    """`values` whole on PostgreSQL (one array parameter); in parts SQLite can bind."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return [values] if values else []
-    return [values[start : start + EXPIRE_CHUNK] for start in range(0, len(values), EXPIRE_CHUNK)]
-
-
-def among(column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
-    """`column IN values`; on PostgreSQL `= ANY` of one array parameter, not one parameter a
-    value (30,000 of them cost ~0.7 s a statement to bind, send, parse and plan)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))
-    return column.in_(values)
+def _no_longer_pending(filing_ids: list[str], now: datetime) -> None:
+    """The returned filings leave the pending list and join the erasure's, final at `now`
+    (each list's own rows are read, not the filings')."""
+    leaving = id_lists.among(PendingFiling.filing_id, filing_ids)
+    db.session.execute(
+        sa.insert(ErasureDue).from_select(
+            ["final_at", "filing_id"],
+            sa.select(sa.literal(now, ErasureDue.final_at.type), PendingFiling.filing_id).where(
+                leaving
+            ),
+        )
+    )
+    db.session.execute(
+        sa.delete(PendingFiling).where(leaving).execution_options(synchronize_session=False)
+    )
 
 
 def noon_resend(now: datetime) -> list[int]:
@@ -176,26 +188,33 @@ def erase_personal_data(now: datetime) -> int:
     retention period; masked forms and digests stay. Returns how many filings."""
     days = current_app.config["PERSONAL_DATA_RETENTION_DAYS"]
     erased = 0
-    while chunk := _erase_chunk(now - timedelta(days=days), now):
-        erased += len(chunk)
-        if len(chunk) < ERASE_CHUNK:
-            break
-    return erased
+    while True:
+        taken, chunk_erased = _erase_chunk(now - timedelta(days=days), now)
+        erased += chunk_erased
+        if taken < ERASE_CHUNK:
+            return erased
 
 
-def _erase_chunk(final_before: datetime, now: datetime) -> list[str]:
-    due = sa.and_(Filing.personal_data_erased_at.is_(None), Filing.final_at <= final_before)
-    chunk = (
-        sa.select(Filing.id)
-        .where(due)
-        .order_by(Filing.final_at)
-        .limit(ERASE_CHUNK)
-        .with_for_update(skip_locked=True)
+def _erase_chunk(final_before: datetime, now: datetime) -> tuple[int, int]:
+    """The next due entries of the erasure's list, their filings locked (one another
+    transaction holds is left to the next sweep): those filings erased and the entries
+    dropped. Returns how many entries were taken and how many filings erased."""
+    taken = list(
+        db.session.scalars(
+            sa.select(ErasureDue.filing_id)
+            .join(Filing, Filing.id == ErasureDue.filing_id)
+            .where(ErasureDue.final_at <= final_before)
+            .order_by(ErasureDue.final_at, ErasureDue.filing_id)
+            .limit(ERASE_CHUNK)
+            .with_for_update(of=Filing, skip_locked=True)
+        )
     )
+    if not taken:
+        return 0, 0
     filing_ids = list(
         db.session.scalars(
             sa.update(Filing)
-            .where(Filing.id.in_(chunk), due)
+            .where(Filing.id.in_(taken), Filing.personal_data_erased_at.is_(None))
             .values(personal_data_sealed=None, personal_data_erased_at=now)
             .returning(Filing.id)
             .execution_options(synchronize_session=False)
@@ -208,7 +227,12 @@ def _erase_chunk(final_before: datetime, now: datetime) -> list[str]:
             .values(phone_sealed=None, code_sealed=None)
             .execution_options(synchronize_session=False)
         )
-    return filing_ids
+    db.session.execute(
+        sa.delete(ErasureDue)
+        .where(ErasureDue.final_at <= final_before, ErasureDue.filing_id.in_(taken))
+        .execution_options(synchronize_session=False)
+    )
+    return len(taken), len(filing_ids)
 
 
 def run_due(now: datetime) -> dict[str, int]:

@@ -49,7 +49,7 @@ def test_filings_due_at_the_same_moment_are_all_returned_over_several_chunks(
             LiveCode, LiveCode.verification_id == Verification.id
         )
     ).all()
-    assert set(held) == {later}  # the codes freed in parts of EXPIRE_CHUNK ids on SQLite
+    assert set(held) == {later}  # the codes freed in parts of id_lists.SQLITE_PARAMETERS on SQLite
     assert sorted(db.session.scalars(sa.select(Event.filing_id))) == sorted(due)
 
 

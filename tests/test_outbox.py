@@ -77,7 +77,7 @@ def test_a_plain_commit_queues_what_the_transaction_asked_for(rq_queues, submit_
     message = a_text_of(filing_id)
     outbox.text_after_commit(message.id)
     event = an_event_of(filing_id)
-    outbox.event_after_commit(event.id)
+    outbox.events_after_commit([event.id])
 
     db.session.commit()
 
@@ -91,7 +91,7 @@ def test_a_rollback_queues_nothing_then_or_at_the_next_commit(rq_queues, submit_
     filing_id = submit_filing()["id"]
     rq_queues[queues.SMS].empty()
     outbox.text_after_commit(a_text_of(filing_id).id)
-    outbox.event_after_commit(an_event_of(filing_id).id)
+    outbox.events_after_commit([an_event_of(filing_id).id])
 
     db.session.rollback()
     db.session.get(Filing, filing_id).reference = "REF-AFTER"
@@ -113,7 +113,7 @@ def test_what_redis_refused_at_commit_goes_out_at_the_next_sweep(
     own_redis.stop()
     filing_id = submit_filing()["id"]
     event_id = an_event_of(filing_id).id
-    outbox.event_after_commit(event_id)
+    outbox.events_after_commit([event_id])
     db.session.commit()
 
     db.session.remove()
@@ -173,7 +173,7 @@ def test_a_relay_during_a_held_attempt_causes_no_second_post(
     webhooks_queue = rq_queues[queues.WEBHOOKS]
     webhooks_queue.empty()
     event = an_event_of(submit_filing()["id"])
-    outbox.event_after_commit(event.id)
+    outbox.events_after_commit([event.id])
     db.session.commit()
     relay.relay(utcnow() + outbox.RQ_GRACE + timedelta(seconds=1))  # the event (and the texts)
     assert queued_calls(webhooks_queue) == [("portal.jobs.deliver_event", (event.id,))] * 2

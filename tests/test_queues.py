@@ -33,7 +33,7 @@ def queue_slow_events(rq_queues, submit_filing) -> None:
         burst=True
     )
     for _ in range(SLOW_EVENTS):
-        outbox.event_after_commit(an_event_of(filing.id).id)
+        outbox.events_after_commit([an_event_of(filing.id).id])
     db.session.commit()
     assert rq_queues[queues.WEBHOOKS].count == SLOW_EVENTS
 

@@ -1,7 +1,7 @@
 """The outbox: each text (`SmsMessage`) and webhook event (`Event`) is a row written in the
 transaction that asked for it, and handed to a job only once that transaction commits.
 
-A path asks with `text_after_commit` / `event_after_commit`; SQLAlchemy's session events do
+A path asks with `text_after_commit` / `events_after_commit`; SQLAlchemy's session events do
 the rest, so a plain `db.session.commit()` queues the rows and a rollback queues nothing. Jobs
 go onto RQ when `REDIS_URL` is set (by the name of their entry point in `portal.jobs`) and run
 in-process otherwise. A row whose job Redis refused is marked never queued
@@ -78,8 +78,8 @@ def text_after_commit(message_id: int) -> None:
     _asked().texts.append(message_id)
 
 
-def event_after_commit(event_id: str) -> None:
-    _asked().events.append(event_id)
+def events_after_commit(event_ids: list[str]) -> None:
+    _asked().events.extend(event_ids)
 
 
 def _asked() -> _Asked:

@@ -52,6 +52,9 @@ MESSAGE_COLUMNS = (
     "next_attempt_at", "sent_at", "gateway", "gateway_message_id", "delivery", "receipt_code",
     "receipt_at",
 )  # fmt: skip
+# The final filings' entries in the erasure's list (portal/models.py `ErasureDue`); the pending
+# filings' list is written by the triggers on `filings` (migration 0019).
+ERASURE_DUE_COLUMNS = ("filing_id", "final_at")
 EVENT_COLUMNS = (
     "id", "filing_id", "provider_id", "type", "occurred_at", "status", "return_reason",
     "attempts", "next_attempt_at", "delivered_at",
@@ -177,6 +180,7 @@ def national_rows(seeding: Seeding, indices: range, spread: range) -> dict:
         "live_codes": (LIVE_CODE_COLUMNS, []),
         "sms_messages": (MESSAGE_COLUMNS, []),
         "events": (EVENT_COLUMNS, []),
+        "erasure_due": (ERASURE_DUE_COLUMNS, []),
         "audit_entries": (AUDIT_COLUMNS, []),
     }
     span = timedelta(days=30 * MONTHS)
@@ -212,6 +216,8 @@ def _filing(seeding, tables, index, created, province, filing_type) -> None:
         seal_principals(filing_id, principals), naive(created), naive(deadline),
         "符合要求" if decided and status != FilingStatus.RETURNED else None, naive(decided),
     ))  # fmt: skip
+    if decided:
+        tables["erasure_due"][1].append((filing_id, naive(decided)))
     for number, (phone, roles) in enumerate(phones):
         _verification(seeding, tables, filing_id, province, created, phone, roles, status, reason,
                       2 * index + number)  # fmt: skip

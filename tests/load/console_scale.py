@@ -47,7 +47,15 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 PROVIDERS = 200
 LARGEST = "guangdong"
 CHUNK = 25_000
-TABLES = ("filings", "verifications", "sms_messages", "events", "audit_entries")
+TABLES = (
+    "filings",
+    "pending_filings",
+    "erasure_due",
+    "verifications",
+    "sms_messages",
+    "events",
+    "audit_entries",
+)
 REPEATS = {"dashboard": 20, "search": 40, "detail": 30, "intake": 60}
 
 

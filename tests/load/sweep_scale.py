@@ -92,6 +92,7 @@ def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], n
     with psycopg.connect(url) as connection:
         connection.execute(LIVE_CODES, [pending])
         connection.execute("ANALYZE filings")
+        connection.execute("ANALYZE pending_filings")
         connection.execute("ANALYZE verifications")
 
 
