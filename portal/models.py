@@ -281,8 +281,8 @@ class ErasureDue(db.Model):
     """A filing final and its personal data not yet erased, by when it became final: the
     erasure's due list (portal/sweeps.py), kept off `filings` so that no index there names
     `final_at`. Written wherever `final_at` is (`filings.change_status`, the expiry); deleted
-    by the erasure. No foreign key: the expiry writes 100,000 at once, each beside its
-    filing's own update, and a key would check each one again."""
+    by the erasure. No foreign key: the expiry writes one for each filing it returns (100,000
+    in a large sweep), beside the filing's own update, and a key would check each again."""
 
     __tablename__ = "erasure_due"
 
