@@ -64,14 +64,18 @@ def _expiry_lock() -> bool:
     return db.session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(EXPIRY_LOCK)))
 
 
+# An entry's deadline as stored (naive UTC), not made aware row by row: only a chunk's last is
+# used, as the next chunk's key.
+_STORED_DEADLINE = sa.type_coerce(PendingFiling.deadline, sa.DateTime)
+
+
 def _due_entries(now: datetime, after: tuple[str, datetime] | None) -> list[tuple[str, datetime]]:
     """The next chunk of the pending list's entries past their deadline, as (filing id,
     deadline), read from ix_pending_filings_deadline in (deadline, id) order after the last
     chunk's key: no chunk reads an earlier one's rows."""
     return list(
         db.session.execute(
-            # The deadlines as stored (naive UTC): only the last is used, as the next key.
-            sa.select(PendingFiling.filing_id, sa.type_coerce(PendingFiling.deadline, sa.DateTime))
+            sa.select(PendingFiling.filing_id, _STORED_DEADLINE)
             .where(PendingFiling.deadline <= now, *_keys_after(after))
             .order_by(PendingFiling.deadline, PendingFiling.filing_id)
             .limit(EXPIRE_CHUNK)
@@ -84,8 +88,7 @@ def _keys_after(key: tuple[str, datetime] | None) -> list[sa.ColumnElement[bool]
     if key is None:
         return []
     filing_id, deadline = key
-    stored = sa.type_coerce(PendingFiling.deadline, sa.DateTime)
-    return [sa.tuple_(stored, PendingFiling.filing_id) > (deadline, filing_id)]
+    return [sa.tuple_(_STORED_DEADLINE, PendingFiling.filing_id) > (deadline, filing_id)]
 
 
 def _return_expired(filing_ids: list[str], now: datetime) -> list[str]:

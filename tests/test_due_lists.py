@@ -49,6 +49,21 @@ def test_a_filing_is_listed_pending_with_its_deadline_until_verified_then_due_fo
     assert erasure_due() == {filing_id: decided_at}
 
 
+def test_a_filing_returned_for_wrong_ids_leaves_the_pending_list_and_is_due_for_erasure(
+    submit_filing, sent_codes
+):
+    filing_id = submit_filing(new_filing_body("R-1"))["id"]
+    codes = sent_codes()
+    returned_at = utcnow()
+    for _ in range(5):
+        verify("tianjin", PHONE_A, codes[PHONE_A], "000000", returned_at)
+        db.session.commit()
+    assert db.session.get(Filing, filing_id).status == "returned"
+
+    assert pending() == {}
+    assert erasure_due() == {filing_id: returned_at}
+
+
 def test_a_filing_taken_in_without_a_check_is_never_listed_pending(submit_filing):
     submit_filing(new_filing_body("R-1", type="cancel_filing"))
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Filing)) == 1
