@@ -63,11 +63,13 @@ def from_env(environ: Mapping[str, str], instance_path: str) -> dict:
             raise SettingsError("CALLBACK_ALLOW_PRIVATE is refused in production")
     instance = Path(instance_path)
     secret_key = environ.get("SECRET_KEY") or _instance_secret(instance)
+    fallbacks = secret_key_fallbacks(environ.get("SECRET_KEY_FALLBACKS"), environ.get("DATA_KEY"))
     sms_backend = environ.get("SMS_BACKEND") or ("console" if production else "file")
     redis_timeouts = _redis_timeouts(environ)
     return {
         "PRODUCTION": production,
         "SECRET_KEY": secret_key,
+        "SECRET_KEY_FALLBACKS": fallbacks,
         "DATA_KEYS": data_keys(environ.get("DATA_KEY"), secret_key),
         "CRYPTO_SUITE": crypto_suite(environ.get("CRYPTO_SUITE")),
         "PERSONAL_DATA_RETENTION_DAYS": _count(environ, "PERSONAL_DATA_RETENTION_DAYS", "30"),
@@ -117,10 +119,28 @@ def data_keys(value: str | None, secret_key: str) -> tuple[str, ...]:
     """`DATA_KEY` holds one key or several, comma-separated, the first current (see README)."""
     if not value:
         return (secret_key,)
-    keys = tuple(key.strip() for key in value.split(",") if key.strip())
+    keys = _comma_separated(value)
     if not keys:
         raise SettingsError("DATA_KEY holds no key")
     return keys
+
+
+def secret_key_fallbacks(value: str | None, data_key: str | None) -> list[str]:
+    """`SECRET_KEY_FALLBACKS`: earlier secret keys, comma-separated, whose sessions and captcha
+    challenges are still taken during a rotation (see README). `DATA_KEY` defaults to
+    `SECRET_KEY`, so rotating the secret key without it would lose the key the data was sealed
+    with: refused."""
+    keys = _comma_separated(value or "")
+    if keys and not data_key:
+        raise SettingsError(
+            "SECRET_KEY_FALLBACKS needs DATA_KEY: set DATA_KEY to the SECRET_KEY the data was"
+            " sealed with before rotating SECRET_KEY, or the sealed data can no longer be read"
+        )
+    return list(keys)
+
+
+def _comma_separated(value: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in value.split(",") if key.strip())
 
 
 def public_base_url(value: str) -> str:

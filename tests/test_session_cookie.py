@@ -5,8 +5,12 @@ import pytest
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, TimestampSigner
 
-from tests.factories import form_fields
+from portal import create_app
+from portal.extensions import db
+from portal.messages import Outcome
+from tests.factories import CAPTCHA, form_fields
 
+PHONE, ID_LAST6 = "13900000001", "011239"
 SESSION = {"captchas": ["a" * 32], "csrf_token": "b" * 40}
 
 
@@ -54,3 +58,31 @@ def test_a_rotated_key_keeps_its_sessions_while_it_is_a_fallback(app, client):
     assert image_status(client, challenge_id) == 200
     app.config["SECRET_KEY_FALLBACKS"] = []
     assert image_status(client, challenge_id) == 404
+
+
+def test_a_rotation_set_in_the_environment_keeps_open_sessions_and_sealed_codes(
+    env, client, submit_filing, sent_codes
+):
+    """`SECRET_KEY_FALLBACKS` read from the environment: after the switch, a session opened
+    before it still gets its captcha image, and a code sealed before it still verifies
+    (`DATA_KEY` holds the key the data was sealed with)."""
+    submit_filing()
+    code = sent_codes()[PHONE]
+    challenge_id = form_fields(client.get("/tianjin/verify").get_data(as_text=True))["captcha_id"]
+    rotated = create_app(
+        {
+            **env,
+            "SECRET_KEY": "rotated",
+            "SECRET_KEY_FALLBACKS": "test-secret",
+            "DATA_KEY": "test-secret",
+        }
+    )
+    after = rotated.test_client()
+    after.set_cookie("session", client.get_cookie("session").value)
+    assert after.get(f"/tianjin/captcha/{challenge_id}.png").status_code == 200
+    fields = form_fields(after.get("/tianjin/verify").get_data(as_text=True))
+    values = {"code": code, "phone": PHONE, "id_last6": ID_LAST6, "captcha": CAPTCHA}
+    answer = after.post("/tianjin/verify", data={**fields, **values})
+    assert Outcome.VERIFIED_OTHERS_PENDING.message in answer.get_data(as_text=True)
+    with rotated.app_context():
+        db.engine.dispose()

@@ -227,3 +227,15 @@ def test_http_sms_backend_needs_a_gateway_url():
 def test_rate_limits_switch_off_only_when_asked(tmp_path, given, enabled):
     config = settings.from_env({"RATELIMIT_ENABLED": given}, str(tmp_path))
     assert config["RATELIMIT_ENABLED"] is enabled
+
+
+def test_secret_key_fallbacks_are_read_and_need_the_data_key(tmp_path):
+    """A rotation of `SECRET_KEY` without `DATA_KEY` set would change the key the personal data
+    is sealed with (it defaults to `SECRET_KEY`): refused, naming the setting to set."""
+    environ = {"SECRET_KEY": "new", "SECRET_KEY_FALLBACKS": " old-2, old-1 ,", "DATA_KEY": "old-1"}
+    config = settings.from_env(environ, str(tmp_path))
+    assert config["SECRET_KEY_FALLBACKS"] == ["old-2", "old-1"]
+    assert config["DATA_KEYS"] == ("old-1",)
+    assert settings.from_env({}, str(tmp_path))["SECRET_KEY_FALLBACKS"] == []
+    with pytest.raises(SettingsError, match="SECRET_KEY_FALLBACKS needs DATA_KEY"):
+        settings.from_env({"SECRET_KEY": "new", "SECRET_KEY_FALLBACKS": "old"}, str(tmp_path))
