@@ -6,6 +6,7 @@ sweep is idempotent and two sweeps running at once never act on a row twice.
 The rules never wait for a sweep: verify and resend check the deadline themselves.
 """
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -32,6 +33,9 @@ from portal.protection import limits
 # ids PostgreSQL's planner read the whole filings table for them rather than probe its key
 # (docs/performance.md).
 EXPIRE_CHUNK = 10_000
+# Due entries read at once and shared out between chunks (`_chunks_due`). Five chunks keep a
+# backlog's updates HOT; ten did as well but scattered each chunk more (docs/performance.md).
+EXPIRE_WINDOW = 5 * EXPIRE_CHUNK
 # The transaction-level advisory lock an expiry holds on PostgreSQL (the same in every process).
 EXPIRY_LOCK = 0x53574545
 
@@ -45,16 +49,17 @@ def expire(now: datetime) -> list[str]:
     sweep never waits for a row, so it cannot deadlock with one that locks several filings.
     The lock checks each filing's own status and deadline as it takes the row, so a filing
     verified meanwhile stays, whatever its entry in the pending list says.
+
+    Each chunk but the first starts by committing those before it (`_chunks_due` says why);
+    the last is left to the caller's commit, so an expiry of one chunk commits nothing itself.
     """
     if not _expiry_lock():
         return []
     returned: list[str] = []
-    after = None
-    while due := _due_entries(now, after):
-        returned += _return_expired([filing_id for filing_id, _ in due], now)
-        if len(due) < EXPIRE_CHUNK:
+    for number, filing_ids in enumerate(_chunks_due(now)):
+        if number and not _commit_and_lock_again():
             break
-        after = due[-1]
+        returned += _return_expired(filing_ids, now)
     return returned
 
 
@@ -64,21 +69,47 @@ def _expiry_lock() -> bool:
     return db.session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(EXPIRY_LOCK)))
 
 
-# An entry's deadline as stored (naive UTC), not made aware row by row: only a chunk's last is
-# used, as the next chunk's key.
+def _commit_and_lock_again() -> bool:
+    """False when another sweep took the expiry's lock in between: the rest is left to it."""
+    db.session.commit()
+    return _expiry_lock()
+
+
+def _chunks_due(now: datetime) -> Iterator[list[str]]:
+    """The due filings' ids in chunks of at most `EXPIRE_CHUNK`: each chunk takes every n-th of
+    the next `EXPIRE_WINDOW` entries of the pending list, in deadline order.
+
+    Filings that fall due together were submitted together and share pages of `filings` and
+    `verifications`. A page has room for a few new row versions (fillfactor 85) until the old
+    ones, once committed, are pruned. Chunks of consecutive entries updated half the rows of
+    each page they touched in a backlog, and two thirds of those updates found no room: not
+    HOT, each row then indexed anew (docs/performance.md). Shared out, each chunk updates a
+    fifth of them, and the commit before the next lets their old versions be pruned."""
+    after = None
+    while due := _due_entries(now, after):
+        parts = -(-len(due) // EXPIRE_CHUNK)
+        for part in range(parts):
+            yield [filing_id for filing_id, _ in due[part::parts]]
+        if len(due) < EXPIRE_WINDOW:
+            return
+        after = due[-1]
+
+
+# An entry's deadline as stored (naive UTC), not made aware row by row: only a window's last is
+# used, as the next window's key.
 _STORED_DEADLINE = sa.type_coerce(PendingFiling.deadline, sa.DateTime)
 
 
 def _due_entries(now: datetime, after: tuple[str, datetime] | None) -> list[tuple[str, datetime]]:
-    """The next chunk of the pending list's entries past their deadline, as (filing id,
-    deadline), read from ix_pending_filings_deadline in (deadline, id) order after the last
-    chunk's key: no chunk reads an earlier one's rows."""
+    """The next `EXPIRE_WINDOW` entries of the pending list past their deadline, as (filing
+    id, deadline), read from ix_pending_filings_deadline in (deadline, id) order after the last
+    window's key: no window reads an earlier one's rows."""
     return list(
         db.session.execute(
             sa.select(PendingFiling.filing_id, _STORED_DEADLINE)
             .where(PendingFiling.deadline <= now, *_keys_after(after))
             .order_by(PendingFiling.deadline, PendingFiling.filing_id)
-            .limit(EXPIRE_CHUNK)
+            .limit(EXPIRE_WINDOW)
         )
     )
 

@@ -1,5 +1,6 @@
-"""The expiry sweep at scale (portal/sweeps.py): due filings read chunk after chunk by
-(deadline, id), one expiry at a time on PostgreSQL, and never waiting for a row."""
+"""The expiry sweep at scale (portal/sweeps.py): due filings read window after window by
+(deadline, id) and shared out between chunks, each committed before the next, one expiry at
+a time on PostgreSQL, and never waiting for a row."""
 
 import threading
 from datetime import timedelta
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from portal import filings, sweeps
 from portal.clock import utcnow
 from portal.extensions import db
-from portal.models import Event, Filing, LiveCode, Verification
+from portal.models import Event, Filing, LiveCode, PendingFiling, Verification
 from tests.factories import new_filing_body
 
 
@@ -31,6 +32,7 @@ def test_filings_due_at_the_same_moment_are_all_returned_over_several_chunks(
     submit_filing, monkeypatch
 ):
     monkeypatch.setattr(sweeps, "EXPIRE_CHUNK", 2)
+    monkeypatch.setattr(sweeps, "EXPIRE_WINDOW", 4)
     due, later = _filings_due_at_once(submit_filing, 5)
 
     returned = sweeps.expire(utcnow())
@@ -51,6 +53,46 @@ def test_filings_due_at_the_same_moment_are_all_returned_over_several_chunks(
     ).all()
     assert set(held) == {later}  # the codes freed in parts of id_lists.SQLITE_PARAMETERS on SQLite
     assert sorted(db.session.scalars(sa.select(Event.filing_id))) == sorted(due)
+
+
+def _filings_due_one_after_another(submit_filing, count: int) -> list[str]:
+    """`count` filings due a minute apart, all now past, in the order given."""
+    ids = [submit_filing(new_filing_body(f"DUE-{n}"))["id"] for n in range(count)]
+    now = utcnow()
+    for n, filing_id in enumerate(ids):
+        deadline = now - timedelta(minutes=count - n)
+        db.session.execute(
+            sa.update(Filing).where(Filing.id == filing_id).values(deadline=deadline)
+        )
+    db.session.commit()
+    return ids
+
+
+def test_each_chunk_takes_every_nth_entry_of_a_window_in_deadline_order(submit_filing, monkeypatch):
+    """Filings due together lie together: shared out, a chunk updates few rows of each page."""
+    monkeypatch.setattr(sweeps, "EXPIRE_CHUNK", 2)
+    monkeypatch.setattr(sweeps, "EXPIRE_WINDOW", 4)
+    due = _filings_due_one_after_another(submit_filing, 5)
+
+    chunks = list(sweeps._chunks_due(utcnow()))
+
+    assert chunks == [[due[0], due[2]], [due[1], due[3]], [due[4]]]
+
+
+def test_a_sweep_of_several_chunks_commits_each_before_the_next(submit_filing, monkeypatch):
+    """What an expiry of many chunks has done stays done if it fails later: only the last
+    chunk is left to the caller's commit."""
+    monkeypatch.setattr(sweeps, "EXPIRE_CHUNK", 2)
+    monkeypatch.setattr(sweeps, "EXPIRE_WINDOW", 4)
+    due = _filings_due_one_after_another(submit_filing, 5)
+
+    assert sorted(sweeps.expire(utcnow())) == sorted(due)
+    db.session.rollback()
+
+    statuses = dict(db.session.execute(sa.select(Filing.id, Filing.status)).all())
+    assert [statuses[filing_id] for filing_id in due] == ["returned"] * 4 + ["pending_verification"]
+    assert db.session.scalars(sa.select(PendingFiling.filing_id)).all() == [due[4]]
+    assert sweeps.expire(utcnow()) == [due[4]]
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

@@ -67,13 +67,16 @@ def phone_of(index: int) -> str:
 
 def load(url: str, provider_id: int, start: int, stop: int, expired: set[int], now) -> None:
     """Filings `start`..`stop`: those in `expired` pending past their deadline, a tenth still
-    pending, the rest long decided; one verification each (the pending ones with a live code)."""
+    pending, the rest long decided; one verification each (the pending ones with a live code).
+    The expired deadlines follow the order of loading, a millisecond apart, as deadlines follow
+    submission in service: the sweep's chunks, read in deadline order, lie as they would."""
     naive_now = now.astimezone(UTC).replace(tzinfo=None)
     filings, verifications = [], []
     for index in range(start, stop):
         filing_id = uuid.uuid4().hex
         if index in expired:
-            status, deadline = "pending_verification", naive_now - timedelta(hours=1)
+            status = "pending_verification"
+            deadline = naive_now - timedelta(days=1) + timedelta(milliseconds=index)
         elif index % 10 == 0:
             status, deadline = "pending_verification", naive_now + timedelta(hours=12)
         else:
