@@ -228,7 +228,7 @@ def measure(args, url: str) -> None:
         print(
             f"expiry sweep: {len(returned):,} of {args.rows:,} filings returned in {total:.2f} s"
             f" (status updates {statements - writing[0]:.2f} s, writing the {len(returned):,}"
-            f" webhook events {writing[0]:.2f} s, commit and queueing {total - statements:.2f} s)"
+            f" webhook events {writing[0]:.2f} s, the last commit and queueing {total - statements:.2f} s)"
         )
         for table, (rows, hot) in after.items():
             rows, hot = rows - before[table][0], hot - before[table][1]
