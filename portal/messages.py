@@ -106,6 +106,7 @@ LABELS = {
     "sent": "已发送",
     # A text held back by the pacing per phone (SPEC §9) until the time shown after it.
     "paced": "等待发送（运营商频次限制）",
+    "withdrawn": "未发送（核验已结束）",
     "initial": "首次发送",
     "resend": "手动重发",
     "noon_resend": "次日中午重发",

@@ -73,6 +73,8 @@ class MessageStatus(enum.StrEnum):
     QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
+    # Not sent: its code stopped being pending while it waited (portal/delivery/sending.py).
+    WITHDRAWN = "withdrawn"
 
 
 class Delivery(enum.StrEnum):

@@ -14,6 +14,7 @@ from portal.extensions import db
 from portal.messages import LABELS, Outcome
 from portal.models import MessageStatus, SmsMessage, Verification
 from portal.resend import resend_verification
+from portal.verification import verify
 from tests.admins import csrf, make_admin, sign_in
 from tests.factories import ID_A, new_filing_body, principal, run_worker, sent_texts
 
@@ -119,6 +120,65 @@ def test_a_waiting_text_is_shown_waiting_and_its_delivery_stays_queued(
     _, headers = provider
     status = client.get(f"/api/v1/filings/{filing['id']}", headers=headers).get_json()
     assert [v["delivery"] for v in status["verifications"]] == ["queued"]
+
+
+@pytest.mark.parametrize(
+    ("id_last6", "entries", "filing_status"),
+    [(ID_A[-6:], 1, "under_review"), ("000000", 5, "returned")],
+    ids=["code entered", "five wrong IDs"],
+)
+def test_a_waiting_text_whose_code_ended_meanwhile_is_withdrawn_not_sent(
+    app, clock, submit_filing, env, sent_codes, provider, client, id_last6, entries, filing_status
+):
+    t0 = clock.now
+    filing = submit_filing(one_phone("REF-1"))
+    clock.now = t0 + timedelta(seconds=10)
+    assert resend(filing["id"], clock.now) == Outcome.RESEND_SENT
+    for _ in range(entries):
+        verify("tianjin", PHONE, sent_codes()[PHONE], id_last6, clock.now)
+        db.session.commit()
+
+    clock.now = t0 + MINUTE
+    relay.relay(clock.now)
+
+    first, waited = texts()
+    assert (first.status, waited.status) == (MessageStatus.SENT, MessageStatus.WITHDRAWN)
+    assert (waited.sent_at, waited.attempts, waited.next_attempt_at) == (None, 0, None)
+    assert len(sent_texts(env["SMS_FILE_PATH"])) == 1
+    clock.now += DAY
+    relay.relay(clock.now)
+    assert len(sent_texts(env["SMS_FILE_PATH"])) == 1, "a withdrawn text is never taken again"
+
+    _, headers = provider
+    status = client.get(f"/api/v1/filings/{filing['id']}", headers=headers).get_json()
+    assert status["status"] == filing_status
+    assert [v["delivery"] for v in status["verifications"]] == ["sent"]
+    db.session.add(make_admin("national", None, clock.now))
+    db.session.commit()
+    sign_in(client, "national")
+    page = client.get(f"/admin/filings/{filing['id']}").get_data(as_text=True)
+    assert LABELS["withdrawn"] in page
+
+
+def test_a_withdrawn_text_leaves_the_phone_s_slot_to_a_code_still_pending(
+    app, clock, submit_filing, env, sent_codes
+):
+    """Two filings naming one person: the first's waiting text is withdrawn once its code is
+    entered, and the second's text, asked for then, goes at once, not a minute later."""
+    t0 = clock.now
+    first = submit_filing(one_phone("REF-1"))
+    clock.now = t0 + timedelta(seconds=10)
+    resend(first["id"], clock.now)
+    verify("tianjin", PHONE, sent_codes()[PHONE], ID_A[-6:], clock.now)
+    db.session.commit()
+    clock.now = t0 + MINUTE
+    relay.relay(clock.now)
+
+    submit_filing(one_phone("REF-2"))
+
+    _, withdrawn, second = texts()
+    assert withdrawn.status == MessageStatus.WITHDRAWN
+    assert (second.status, second.sent_at) == (MessageStatus.SENT, t0 + MINUTE)
 
 
 def test_eleven_texts_at_once_go_within_the_limits_each_exactly_once(

@@ -53,12 +53,16 @@ def taken_in(filing: Filing, codes: list["IssuedCode"]) -> FilingOut:
 
 def latest_deliveries(verification_ids: list[int]) -> dict[int, str]:
     """The state of the latest text to each verification's phone: its receipt's word
-    (delivered, undelivered), else its status (queued, sent, failed)."""
+    (delivered, undelivered), else its status (queued, sent, failed). A text withdrawn unsent
+    never went to the phone, so it is not the latest."""
     if not verification_ids:
         return {}
     latest = (
         sa.select(sa.func.max(SmsMessage.id))
-        .where(SmsMessage.verification_id.in_(verification_ids))
+        .where(
+            SmsMessage.verification_id.in_(verification_ids),
+            SmsMessage.status != MessageStatus.WITHDRAWN,
+        )
         .group_by(SmsMessage.verification_id)
     )
     rows = db.session.execute(

@@ -22,7 +22,7 @@ from portal.delivery import outbox, pacing, reroute
 from portal.delivery.gateways import Accepted, TimedOut
 from portal.delivery.texts import text_for
 from portal.extensions import db
-from portal.models import MessageStatus, SmsMessage
+from portal.models import MessageStatus, SmsMessage, VerificationStatus
 from portal.rules_cache import ProvinceSettings
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def send_texts(message_ids: list[int]) -> list[tuple[int, int]]:
     failed and has an attempt left.
 
     A text already sent or held by another job (a duplicate job, a relay) is not claimed. A text
-    over its phone's pacing limits waits (`_wait`). A code's first text sent starts its validity;
+    whose code can no longer be entered (`_withdraw`) is not sent. A text over its phone's
+    pacing limits waits (`_wait`). A code's first text sent starts its validity;
     a code none of whose texts could be sent runs from acceptance (portal/deadlines.py). A text whose gateway did not answer in time counts as sent (it may have arrived):
     `reroute` decides whether it goes elsewhere. The provinces' settings (the text's authority,
     the validity) come from the process's copy of the rollout (portal/rules_cache.py).
@@ -45,7 +46,9 @@ def send_texts(message_ids: list[int]) -> list[tuple[int, int]]:
     claimed = _load(outbox.claim(SmsMessage, message_ids, utcnow()))
     if not claimed:
         return []
-    ready, waiting = pacing.plan(claimed, utcnow())
+    _withdraw([m for m in claimed if m.verification.status != VerificationStatus.PENDING])
+    wanted = [m for m in claimed if m.verification.status == VerificationStatus.PENDING]
+    ready, waiting = pacing.plan(wanted, utcnow())
     for message, slot in waiting:
         _wait(message, slot)
     slugs = {message.verification.province_slug for message in ready}
@@ -86,6 +89,19 @@ _LOAD = (
     .options(joinedload(SmsMessage.verification))
     .execution_options(populate_existing=True)
 )
+
+
+def _withdraw(messages: list[SmsMessage]) -> None:
+    """Texts whose code was entered, or whose filing went on or was returned, while they waited
+    for pacing or a retry: sending them would tell a person to enter a code that no longer
+    works, and use up a text of the phone's daily limit that a code still pending may need."""
+    for message in messages:
+        message.attempts -= 1
+        message.status = MessageStatus.WITHDRAWN
+        message.held_until = None
+        message.next_attempt_at = None
+    if messages:
+        log.info("texts %s withdrawn: their codes are no longer pending", [m.id for m in messages])
 
 
 def _wait(message: SmsMessage, slot: datetime) -> None:
