@@ -34,6 +34,8 @@ FIELD_ERRORS = {
 PENDING_PHONES_LABEL = "尚待核验的手机号码："
 # Said in the result region when a form comes back with field errors, so it is announced too.
 FORM_ERRORS_LABEL = "请更正标出的内容后重新提交。"
+# In place of the link's form once its code is verified: the link works once.
+LINK_USED_LABEL = "此链接对应的手机号码已核验，链接已失效，无需再次提交。"
 
 # The link is the person's own (SPEC §5), set off by spaces so that phones end it there.
 # Within two SMS segments (134 UCS-2 characters) for every province while PUBLIC_BASE_URL

@@ -29,6 +29,7 @@ from portal.clock import utcnow
 from portal.extensions import db
 from portal.messages import (
     FORM_ERRORS_LABEL,
+    LINK_USED_LABEL,
     PENDING_PHONES_LABEL,
     PROVINCE_NOT_OPEN,
     SUCCESSES,
@@ -210,10 +211,12 @@ def captcha_refresh():
 @bp.context_processor
 def page_texts() -> dict:
     """The help beside the forms (which filing types are checked: rendered once per province
-    and rules copy) and the result region's word for a form with field errors."""
+    and rules copy), the result region's word for a form with field errors, and what stands in
+    for the link's form once it is used."""
     return {
         "filing_rules": rules_cache.checked_types,
         "form_errors_label": FORM_ERRORS_LABEL,
+        "link_used_label": LINK_USED_LABEL,
         "help_section": lambda: rules_cache.rendered("province/_help.html", g.province.slug),
     }
 

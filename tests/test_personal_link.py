@@ -12,7 +12,7 @@ from portal import sweeps
 from portal.clock import utcnow
 from portal.delivery.texts import code_text
 from portal.extensions import db
-from portal.messages import FIELD_ERRORS, Outcome
+from portal.messages import FIELD_ERRORS, LINK_USED_LABEL, Outcome
 from portal.models import Filing, Province, Verification
 from portal.protection import limits, sealing
 from portal.protection.personal_data import verification_phone
@@ -105,6 +105,24 @@ def test_the_right_id_through_the_link_verifies(client, sent):
     assert "<html" not in text(response)
     assert statuses() == {PHONE_A: "verified", PHONE_B: "verified"}
     assert db.session.scalar(sa.select(Filing.status)) == "under_review"
+
+
+@pytest.mark.parametrize("headers", [{}, HTMX], ids=["page", "htmx"])
+def test_a_verified_link_answers_without_its_form(client, sent, headers):
+    answer = text(post_link(client, sent[PHONE_A], ID_A_LAST6, headers=headers))
+
+    assert Outcome.VERIFIED_OTHERS_PENDING.message in answer
+    assert LINK_USED_LABEL in answer
+    assert "<form" not in answer and 'name="id_last6"' not in answer
+    assert "请填写证件号码后六位" not in answer
+
+
+def test_a_link_whose_id_is_wrong_keeps_its_form(client, sent):
+    answer = text(post_link(client, sent[PHONE_A], "999999"))
+
+    assert NOT_FOUND in answer
+    assert LINK_USED_LABEL not in answer
+    assert 'name="id_last6"' in answer
 
 
 def test_a_used_unknown_or_expired_link_answers_not_found_alike(client, sent, clock):

@@ -1,6 +1,6 @@
 """What an applicant does on the pages, for the browser tests and the screenshot script."""
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from tests.factories import CAPTCHA
 
@@ -12,8 +12,8 @@ WRONG_ID = "123456"
 def submit(page: Page, form: str, values: dict[str, str], captcha: str = CAPTCHA) -> str:
     """Fill `form` ("verify", "resend" or "link") as a person would (what the page kept from the last
     try is left as it is), press its button and wait for the answer: swapped in by htmx, or
-    a new page without JS. Either way the form comes back with a new captcha challenge.
-    Returns the result region's text."""
+    a new page without JS. Either way the form comes back with a new captcha challenge, or,
+    once a link is used, not at all. Returns the result region's text."""
     shown = page.locator(f"#{form}-form").evaluate("f => Object.fromEntries(new FormData(f))")
     for name, value in {**values, "captcha": captcha}.items():
         if shown.get(name) != value:
@@ -25,8 +25,10 @@ def submit(page: Page, form: str, values: dict[str, str], captcha: str = CAPTCHA
     else:
         with page.expect_response(lambda response: response.request.method == "POST"):
             button.click()
-        challenge = page.locator(f"#{form}-form [name=captcha_id]")
-        expect(challenge).not_to_have_value(shown["captcha_id"])
+        page.wait_for_function(
+            "([form, shown]) => document.querySelector(`#${form} [name=captcha_id]`)?.value !== shown",
+            arg=[f"{form}-form", shown["captcha_id"]],
+        )
     return result_text(page)
 
 

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from portal.extensions import db
-from portal.messages import Outcome
+from portal.messages import LINK_USED_LABEL, Outcome
 from portal.models import FilingTypeRule, Province
 from tests.browser.actions import (
     ID_A_LAST6,
@@ -81,7 +81,8 @@ def test_the_personal_link_asks_for_the_id_last_six_alone(page, mode, portal):
         assert page.evaluate(KEPT)
     else:
         assert page.url.endswith(f"{link}#result")
-    expect(page.locator("#id_last6")).to_have_value("")
+    expect(page.locator("#link-form")).to_have_text(LINK_USED_LABEL)
+    expect(page.locator("#id_last6, #link-lead")).to_have_count(0)
     assert page.goto(link).status == 404
     assert result_text(page) == Outcome.NOT_FOUND.message
 
