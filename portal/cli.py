@@ -1,5 +1,6 @@
 """The `flask --app wsgi …` commands of SPEC §8."""
 
+import functools
 import json
 
 import click
@@ -15,12 +16,29 @@ from portal.extensions import db
 from portal.models import Admin
 from portal.protection import callback_urls, resealing, sealing
 
+NOT_MIGRATED = "the database has no tables yet: run `flask --app wsgi db upgrade` first"
+
+
+def on_a_migrated_database(callback):
+    """A command run against a database `db upgrade` never ran on stops with one line, not a
+    traceback from its first query."""
+
+    @functools.wraps(callback)
+    def checked(*args, **kwargs):
+        if not sa.inspect(db.engine).has_table("alembic_version"):
+            raise click.ClickException(NOT_MIGRATED)
+        return callback(*args, **kwargs)
+
+    return checked
+
+
 providers_cli = AppGroup("providers", help="Access providers.")
 
 
 @providers_cli.command("create")
 @click.argument("name")
 @click.option("--callback-url", help="Where status-change webhooks are POSTed.")
+@on_a_migrated_database
 def create_provider(name: str, callback_url: str | None) -> None:
     """Create a provider; the last line is JSON with its API key and webhook secret, shown once."""
     callback_url = (callback_url or "").strip() or None
@@ -42,6 +60,7 @@ def create_provider(name: str, callback_url: str | None) -> None:
 
 
 @click.command("demo")
+@on_a_migrated_database
 def load_demo() -> None:
     """Load demo data: a provider, console accounts and a few filings awaiting their codes."""
     loaded = demo.load(utcnow())
@@ -65,6 +84,7 @@ admins_cli = AppGroup("admins", help="Console accounts.")
 @click.option("--province", "province", help="The province slug a province admin runs.")
 @click.option("--national", is_flag=True, help="A national admin (all provinces, the rollout).")
 @click.option("--password", help="Prompted for when not given.")
+@on_a_migrated_database
 def create_admin(username: str, province: str | None, national: bool, password: str | None):
     """Create a console account: a province admin (--province SLUG) or a national one (--national).
 
@@ -86,6 +106,7 @@ def create_admin(username: str, province: str | None, national: bool, password: 
 
 @admins_cli.command("reset-2fa")
 @click.argument("username")
+@on_a_migrated_database
 def reset_two_factor(username: str) -> None:
     """Enrol the account anew (a lost phone): the last line is JSON with its new `totp_uri`."""
     admin = _admin_named(username)
@@ -96,6 +117,7 @@ def reset_two_factor(username: str) -> None:
 
 @admins_cli.command("code")
 @click.argument("username")
+@on_a_migrated_database
 def current_code(username: str) -> None:
     """Print the account's current TOTP code, for a demo without an authenticator app."""
     if current_app.config["PRODUCTION"]:
@@ -124,6 +146,7 @@ def _echo_enrolment(admin: Admin, enrolment: two_factor.Enrolment) -> None:
 
 
 @click.command("sweep")
+@on_a_migrated_database
 def sweep() -> None:
     """Run the due expiry sweep and noon resend once, now, and relay anything undelivered."""
     counts = jobs.sweep()
@@ -139,6 +162,7 @@ def sweep() -> None:
     show_default=True,
     help="The queues to take jobs from, in this order, comma-separated.",
 )
+@on_a_migrated_database
 def worker(burst: bool, names: str) -> None:
     """An RQ worker with the scheduler (retries and delayed jobs run only with it), which takes
     over the scheduling within seconds when another worker's scheduler dies (portal/workers.py)."""
@@ -149,6 +173,7 @@ def worker(burst: bool, names: str) -> None:
 
 
 @click.command("cron")
+@on_a_migrated_database
 def cron() -> None:
     """The one process per deployment that enqueues the periodic jobs (RQ's cron); it outlives
     Redis outages, starting again when Redis answers."""
@@ -160,6 +185,7 @@ data_cli = AppGroup("data", help="Personal data at rest.")
 
 @data_cli.command("reseal")
 @click.option("--batch", default=1000, show_default=True, help="Rows per transaction.")
+@on_a_migrated_database
 def reseal(batch: int) -> None:
     """Seal every value not yet under the current CRYPTO_SUITE and key again (after a key
     rotation or a suite switch); prints the counts per column as JSON."""
@@ -186,6 +212,7 @@ audit_cli = AppGroup("audit", help="The audit log.")
 
 
 @audit_cli.command("verify")
+@on_a_migrated_database
 def verify_audit() -> None:
     """Check the audit chain: exit 0 when intact, 1 naming the first entry that does not match."""
     verdict = audit.verify()

@@ -2,13 +2,15 @@
 
 import hashlib
 import json
+import os
 
 import pytest
 import sqlalchemy as sa
 
-from portal import providers
+from portal import cli, create_app, providers
 from portal.extensions import db
 from portal.models import Provider
+from tests.conftest import pg_database
 from tests.factories import new_filing_body
 
 
@@ -69,3 +71,36 @@ def test_a_taken_provider_name_is_refused_with_a_message(runner):
     assert result.exit_code != 0
     assert "already exists" in result.output
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Provider)) == 1
+
+
+@pytest.fixture
+def never_migrated(env, backend, tmp_path):
+    """The environment with its database empty: `db upgrade` never ran on it."""
+    if backend == "sqlite":
+        yield {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}
+        return
+    with pg_database(f"portal_empty_{os.getpid()}") as url:
+        yield {**env, "DATABASE_URL": url}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sweep"],
+        ["demo"],
+        ["providers", "create", "新接入商"],
+        ["admins", "create", "someone", "--national", "--password", "Long-enough-1234"],
+        ["audit", "verify"],
+        ["worker", "--burst"],
+    ],
+    ids=" ".join,
+)
+def test_a_command_on_a_database_never_migrated_says_so_in_one_line(never_migrated, command):
+    app = create_app(never_migrated)
+    with app.app_context():  # as `flask` runs a command
+        result = app.test_cli_runner().invoke(args=command)
+
+        assert result.exit_code == 1
+        assert result.output.strip() == f"Error: {cli.NOT_MIGRATED}"
+        assert sa.inspect(db.engine).get_table_names() == []
+        db.engine.dispose()
