@@ -32,6 +32,7 @@ from rq.registry import StartedJobRegistry
 
 from portal import captchas
 from tests.load import postgres
+from tests.load.cpu_meter import Meter
 from tests.load.data import filing_body
 from tests.load.gateway import ARRIVALS
 from tests.stack import answers, gunicorn, started, wait_for
@@ -277,18 +278,26 @@ def run(args, database_url: str) -> None:
     results: dict[str, dict] = {}
     with ExitStack() as stack:
         gateway = [sys.executable, "-m", "tests.load.gateway", "--port", str(GATEWAY_PORT)]
-        stack.enter_context(started([*gateway, "--redis", REDIS_URL], env, work / "gateway.log"))
-        for number in range(2):
+        fake_gateway = stack.enter_context(
+            started([*gateway, "--redis", REDIS_URL], env, work / "gateway.log")
+        )
+        workers = [
             stack.enter_context(started([*flask, "worker"], env, work / f"worker-{number}.log"))
+            for number in range(2)
+        ]
         portal_env, hello_env = dict(env), dict(env)
-        stack.enter_context(
+        portal_server = stack.enter_context(
             started(gunicorn("tests.load.bench_app:app", PORTAL_PORT, portal_env), portal_env,
                     work / "gunicorn.log")
         )  # fmt: skip
-        stack.enter_context(
+        hello_server = stack.enter_context(
             started(gunicorn("tests.load.hello:app", HELLO_PORT, hello_env), hello_env,
                     work / "hello.log")
         )  # fmt: skip
+        meter = Meter({
+            "portal": [portal_server.pid], "yardstick": [hello_server.pid],
+            "RQ workers": [worker.pid for worker in workers], "gateway": [fake_gateway.pid],
+        })  # fmt: skip
         wait_for(lambda: answers(f"{portal}/readyz"), "the portal", work / "gunicorn.log")
         wait_for(lambda: answers(f"{hello}/"), "the yardstick", work / "hello.log")
         bench_env["BENCH_FILING_ID"] = seed_filings(portal, bench_env["BENCH_API_KEY"], 200)
@@ -299,18 +308,21 @@ def run(args, database_url: str) -> None:
         def yardstick(name: str) -> None:
             settle()
             print(f"yardstick: {name}", flush=True)
+            meter.start()
             rows = locust("tests/load/saturate.py", hello, capacity_users, args.capacity_seconds,
                           work / name, {**bench_env, "BENCH_TARGET": "hello"})  # fmt: skip
-            results[name] = row_numbers(rows[-1])
+            results[name] = {**row_numbers(rows[-1]), "cpu": meter.spent()}
 
         yardstick("hello")
         for target in filter(None, args.targets.split(",")):
             print(f"capacity: {target}", flush=True)
+            meter.start()
             rows = locust("tests/load/saturate.py", portal, capacity_users, args.capacity_seconds,
                           work / target, {**bench_env, "BENCH_TARGET": target})  # fmt: skip
+            spent = meter.spent()
             for row in rows:
                 if row["Name"] == target:
-                    results[target] = row_numbers(row)
+                    results[target] = {**row_numbers(row), "cpu": spent}
         yardstick(HELLO_AFTER)
         latency = None
         if args.latency_seconds:
@@ -367,6 +379,7 @@ def write_report(
             f" | {row['p95']:.0f} | {row['p99']:.0f} | {_ratio(row['p50'], hello['p50'])}"
             f" | {row['failures']} |"
         )
+    lines += cpu_lines(capacity)
     lines += ["", "| target | req/s × hello | wanted | met? |", "|---|---:|---:|---|"]
     for name, wanted in RATIO_TARGETS.items():
         if name in capacity:
@@ -410,6 +423,27 @@ def write_report(
     _, _, tail = rest.partition(END)
     out.write_text(head + "\n".join(lines) + tail)
     plot(out.with_suffix(".png"), capacity, mixed)
+
+
+def cpu_lines(capacity: dict) -> list[str]:
+    """Where each capacity run's CPU went, per request answered (tests/load/cpu_meter.py)."""
+    parts = list(next(iter(capacity.values()))["cpu"].parts)
+    lines = [
+        "",
+        "CPU per request of each run, in ms, by every part of the stack (locust's requests"
+        " include those it made once per user); cores busy: the share of the machine's"
+        f" {os.cpu_count()} cores all of them used during the run.",
+        "",
+        f"| route | {' | '.join(parts)} | all | cores busy |",
+        "|---|" + "---:|" * (len(parts) + 2),
+    ]
+    for name, row in capacity.items():
+        spent, requests = row["cpu"], max(row["requests"], 1)
+        per_request = spent.per_request_ms(requests)
+        cells = " | ".join(f"{per_request[part]:.2f}" for part in parts)
+        total = sum(per_request.values())
+        lines.append(f"| {name} | {cells} | {total:.2f} | {spent.busy():.0%} |")
+    return lines
 
 
 def plot(path: Path, capacity: dict, mixed: list[dict]) -> None:
