@@ -145,12 +145,12 @@ def sign_in(username: str, password: str, otp: str, address: str, now: datetime)
     if not _password_matches(admin, password):
         return FAILED
     if not admin.enrolled:
-        signin_throttle.release(slots)
+        signin_throttle.release(slots, now)
         return SignIn(admin, must_enrol=True)
     second_factor = two_factor.accept(admin, otp, now)
     if second_factor is None:
         return FAILED
-    signin_throttle.release(slots)
+    signin_throttle.release(slots, now)
     return SignIn(admin, second_factor=second_factor)
 
 

@@ -6,14 +6,13 @@ elsewhere, and an unknown name is counted exactly like a known one. After FREE
 failures a key waits 8 s before its next try, the wait doubling with each failure up
 to 15 minutes; nothing ever locks an account.
 
-Each try takes a slot before the password is checked: one conditional `UPDATE … WHERE
-failures = <as read>` counts it as a failure in advance, so parallel tries cannot
-check more passwords than the counters allow. A try that succeeds gives its slots
-back. Keys quiet for a day are deleted by the sweep, which forgets their failures.
+Each try takes a slot before the password is checked: one `UPDATE … SET failures =
+failures + 1` of the key's row counts it as a failure in advance, so parallel tries cannot
+check more passwords than the counters allow, and each counts in turn. A try that succeeds
+gives its slots back: the counts of tries beside it stand. Keys quiet for a day are deleted by the sweep, which forgets their failures.
 Keys are keyed digests: the table holds no address and no name.
 """
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -28,15 +27,6 @@ ADDRESS_FREE_FAILURES = 20
 FIRST_WAIT = timedelta(seconds=8)
 LONGEST_WAIT = timedelta(minutes=15)
 FORGET_AFTER = timedelta(days=1)
-# A try that keeps losing the race for its key (other tries from the same address) is refused.
-RACE_ROUNDS = 10
-
-
-@dataclass(frozen=True)
-class Slot:
-    key: str
-    failures: int  # counting this try
-    next_try_was: datetime | None
 
 
 def wait_after(failures: int, free: int) -> timedelta:
@@ -45,24 +35,24 @@ def wait_after(failures: int, free: int) -> timedelta:
     return min(FIRST_WAIT * 2 ** (failures - free), LONGEST_WAIT)
 
 
-def reserve(username: str, address: str, now: datetime) -> list[Slot] | None:
+def reserve(username: str, address: str, now: datetime) -> list[str] | None:
     """A slot of (account, address) and one of the address, or None while either must wait."""
-    account = _take(_key("account", f"{username}\n{address}"), ACCOUNT_FREE_FAILURES, now)
-    if account is None:
+    account = _key("account", f"{username}\n{address}")
+    if not _take(account, ACCOUNT_FREE_FAILURES, now):
         return None
-    address_slot = _take(_key("address", address), ADDRESS_FREE_FAILURES, now)
-    if address_slot is None:
-        _give_back(account)
+    address_key = _key("address", address)
+    if not _take(address_key, ADDRESS_FREE_FAILURES, now):
+        _give_back(account, ACCOUNT_FREE_FAILURES, now)
         return None
-    return [account, address_slot]
+    return [account, address_key]
 
 
-def release(slots: list[Slot]) -> None:
+def release(slots: list[str], now: datetime) -> None:
     """The try succeeded: the account's failures from this address are forgotten, and the
     address gets its slot back."""
     account, address = slots
-    db.session.execute(sa.delete(SigninThrottle).where(SigninThrottle.key == account.key))
-    _give_back(address)
+    db.session.execute(sa.delete(SigninThrottle).where(SigninThrottle.key == account))
+    _give_back(address, ADDRESS_FREE_FAILURES, now)
 
 
 def prune(now: datetime) -> int:
@@ -75,23 +65,24 @@ def _key(kind: str, value: str) -> str:
     return sealing.digest(f"signin-throttle:{kind}", value)
 
 
-def _take(key: str, free: int, now: datetime) -> Slot | None:
-    for _ in range(RACE_ROUNDS):
-        row = db.session.execute(
-            sa.select(SigninThrottle.failures, SigninThrottle.next_try_at).where(
-                SigninThrottle.key == key
+def _take(key: str, free: int, now: datetime) -> bool:
+    """Count one failure more for the key in advance, unless it must wait. The count is one
+    statement on the row, so tries at once each count in turn: none is refused for trying
+    beside another (an office's officers signing in behind one address)."""
+    for _ in range(2):  # a key's first try inserts its row; one inserted meanwhile is updated
+        counted = db.session.execute(
+            sa.update(SigninThrottle)
+            .where(SigninThrottle.key == key, SigninThrottle.next_try_at <= now)
+            .values(
+                failures=SigninThrottle.failures + 1,
+                next_try_at=_next_try(SigninThrottle.failures + 1, free, now),
             )
+            .returning(SigninThrottle.key)
+            .execution_options(synchronize_session=False)
         ).first()
-        if row is None:
-            if _insert_first(key, free, now):
-                return Slot(key, 1, None)
-            continue
-        failures, next_try_at = row
-        if next_try_at > now:
-            return None
-        if _count_next(key, failures, free, now):
-            return Slot(key, failures + 1, next_try_at)
-    return None
+        if counted is not None or _insert_first(key, free, now):
+            return True
+    return False
 
 
 def _insert_first(key: str, free: int, now: datetime) -> bool:
@@ -107,29 +98,29 @@ def _insert_first(key: str, free: int, now: datetime) -> bool:
     return db.session.execute(statement).first() is not None
 
 
-def _count_next(key: str, failures: int, free: int, now: datetime) -> bool:
-    """One failure more, if nobody else counted one since `failures` was read."""
-    counted = db.session.execute(
-        sa.update(SigninThrottle)
-        .where(SigninThrottle.key == key, SigninThrottle.failures == failures)
-        .values(failures=failures + 1, next_try_at=now + wait_after(failures + 1, free))
-        .execution_options(synchronize_session=False)
-    )
-    return counted.rowcount == 1
-
-
-def _give_back(slot: Slot) -> None:
-    """Undo a slot's count, unless other tries have counted since (then theirs stand)."""
-    if slot.next_try_was is None:
-        db.session.execute(
-            sa.delete(SigninThrottle).where(
-                SigninThrottle.key == slot.key, SigninThrottle.failures == slot.failures
-            )
-        )
-        return
+def _give_back(key: str, free: int, now: datetime) -> None:
+    """Undo one try's count; the counts of other tries stand, and so does a wait they earned."""
+    failures = SigninThrottle.failures - 1
     db.session.execute(
         sa.update(SigninThrottle)
-        .where(SigninThrottle.key == slot.key, SigninThrottle.failures == slot.failures)
-        .values(failures=slot.failures - 1, next_try_at=slot.next_try_was)
+        .where(SigninThrottle.key == key, SigninThrottle.failures > 0)
+        .values(
+            failures=failures,
+            next_try_at=sa.case((failures < free, _at(now)), else_=SigninThrottle.next_try_at),
+        )
         .execution_options(synchronize_session=False)
     )
+
+
+def _next_try(failures: sa.ColumnElement[int], free: int, now: datetime) -> sa.Case:
+    """When a key with `failures` may try again (`wait_after`), in SQL: a case per wait."""
+    waits = []
+    count = free
+    while (wait := wait_after(count, free)) < LONGEST_WAIT:
+        waits.append((failures == count, _at(now + wait)))
+        count += 1
+    return sa.case((failures < free, _at(now)), *waits, else_=_at(now + LONGEST_WAIT))
+
+
+def _at(moment: datetime) -> sa.ColumnElement[datetime]:
+    return sa.literal(moment, SigninThrottle.next_try_at.type)

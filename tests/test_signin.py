@@ -367,6 +367,50 @@ def test_parallel_tries_check_no_more_passwords_than_the_throttle_allows(app, ow
     assert len(checked) == signin_throttle.ACCOUNT_FREE_FAILURES
 
 
+def address_failures(address: str) -> int:
+    key = signin_throttle._key("address", address)
+    return db.session.scalar(sa.select(SigninThrottle.failures).where(SigninThrottle.key == key))
+
+
+def test_sign_ins_side_by_side_from_one_address_leave_it_no_failures(app):
+    """An office behind one address: each try counts in advance, tries overlap, all succeed.
+    Thirty overlapping pairs would have left their counts and made the address wait."""
+    now = utcnow()
+    for pair in range(30):
+        first = signin_throttle.reserve(f"officer-{pair}a", OWNER, now)
+        second = signin_throttle.reserve(f"officer-{pair}b", OWNER, now)
+        assert first is not None and second is not None, f"refused at pair {pair}"
+        signin_throttle.release(first, now)
+        signin_throttle.release(second, now)
+        db.session.commit()
+    assert address_failures(OWNER) == 0
+
+
+def test_parallel_sign_ins_from_one_address_all_succeed(app, clock):
+    """Twelve officers at once behind one address, each with a right password and code."""
+    names = [f"officer-{n}" for n in range(12)]
+    db.session.add_all(make_admin(name, "tianjin", clock.now) for name in names)
+    db.session.commit()
+    start = threading.Barrier(len(names))
+    outcomes = []
+
+    def sign_in_once(name: str) -> None:
+        with app.app_context():
+            start.wait()
+            code = pyotp.TOTP(TOTP_SECRET).at(clock.now)
+            outcomes.append(accounts.sign_in(name, PASSWORD, code, OWNER, clock.now).admin)
+            db.session.commit()
+
+    threads = [threading.Thread(target=sign_in_once, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == len(names) and None not in outcomes
+    db.session.expire_all()
+    assert address_failures(OWNER) == 0
+
+
 def test_the_sweep_forgets_failures_a_day_old(app, owner, clock):
     client = client_at(app, ATTACKER)
     for _ in range(5):
