@@ -9,8 +9,9 @@ to 15 minutes; nothing ever locks an account.
 Each try takes a slot before the password is checked: one `UPDATE … SET failures =
 failures + 1` of the key's row counts it as a failure in advance, so parallel tries cannot
 check more passwords than the counters allow, and each counts in turn. A try that succeeds
-gives its slots back: the counts of tries beside it stand. Keys quiet for a day are deleted by the sweep, which forgets their failures.
-Keys are keyed digests: the table holds no address and no name.
+gives its slots back: the counts of tries beside it stand. Keys quiet for a day are deleted
+by the sweep, which forgets their failures. Keys are keyed digests: the table holds no
+address and no name.
 """
 
 from datetime import datetime, timedelta
