@@ -73,7 +73,7 @@ def _take(key: str, free: int, now: datetime) -> bool:
     for _ in range(2):  # a key's first try inserts its row; one inserted meanwhile is updated
         counted = db.session.execute(
             sa.update(SigninThrottle)
-            .where(SigninThrottle.key == key, SigninThrottle.next_try_at <= now)
+            .where(SigninThrottle.key == key, _may_try(free, now))
             .values(
                 failures=SigninThrottle.failures + 1,
                 next_try_at=_next_try(SigninThrottle.failures + 1, free, now),
@@ -84,6 +84,12 @@ def _take(key: str, free: int, now: datetime) -> bool:
         if counted is not None or _insert_first(key, free, now):
             return True
     return False
+
+
+def _may_try(free: int, now: datetime) -> sa.ColumnElement[bool]:
+    """A key under its free failures never waits, whatever time the last try wrote: tries at
+    once read the clock before their turn at the row, so an earlier reading may come later."""
+    return sa.or_(SigninThrottle.failures < free, SigninThrottle.next_try_at <= now)
 
 
 def _insert_first(key: str, free: int, now: datetime) -> bool:

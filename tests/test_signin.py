@@ -386,6 +386,17 @@ def test_sign_ins_side_by_side_from_one_address_leave_it_no_failures(app):
     assert address_failures(OWNER) == 0
 
 
+@pytest.mark.parametrize("names", [("officer-a", "officer-b"), ("officer-a", "officer-a")])
+def test_tries_whose_clocks_read_apart_are_counted_in_either_order(app, names):
+    """Each request reads the clock before its turn at the row: the one that read it a moment
+    earlier may come second, and must not find the address or the account waiting."""
+    now = utcnow()
+    later = signin_throttle.reserve(names[0], OWNER, now + timedelta(milliseconds=5))
+    earlier = signin_throttle.reserve(names[1], OWNER, now)
+    assert later is not None and earlier is not None
+    assert address_failures(OWNER) == 2
+
+
 def test_parallel_sign_ins_from_one_address_all_succeed(app, clock):
     """Twelve officers at once behind one address, each with a right password and code."""
     names = [f"officer-{n}" for n in range(12)]

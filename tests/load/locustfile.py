@@ -197,7 +197,7 @@ class ProvinceAdmin(HttpUser):
             catch_response=True,
         ) as response:
             if "/admin/login" in response.url:
-                response.failure("not signed in")
+                response.failure(f"not signed in: status {response.status_code}")
 
     @task(1)
     def dashboard(self) -> None:
