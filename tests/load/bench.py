@@ -132,8 +132,8 @@ def fill_captcha_pool(base: str, size: int, seconds: float = 30) -> None:
 
 def settle(seconds: float = 180) -> None:
     """Waits until the workers have nothing left to do (the seeded filings' texts, the captcha
-    pool's refill), for up to `seconds`: a yardstick measured beside their work would be
-    measured on a busier machine than the routes after it."""
+    pool's refill, the texts of the run before), for up to `seconds`: a run measured beside
+    that work would carry the cost of what came before it."""
     redis = Redis.from_url(REDIS_URL)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -315,6 +315,7 @@ def run(args, database_url: str) -> None:
 
         yardstick("hello")
         for target in filter(None, args.targets.split(",")):
+            settle()
             print(f"capacity: {target}", flush=True)
             meter.start()
             rows = locust("tests/load/saturate.py", portal, capacity_users, args.capacity_seconds,
@@ -367,8 +368,9 @@ def write_report(
         "",
         f"### Capacity: one route at a time, 32 users, no wait, {args.capacity_seconds} s each",
         "",
-        "Hello is run before and after the routes, each time once the workers are idle; × hello"
-        " is against the faster of the two.",
+        "Hello is run before and after the routes; every run starts once the workers are idle"
+        " (a route's worker CPU is what they did during its run); × hello is against the faster"
+        " of the two hellos.",
         "",
         "| route | req/s | × hello | p50 ms | p95 ms | p99 ms | p50 × hello | failures |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
